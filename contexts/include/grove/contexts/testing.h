@@ -18,6 +18,7 @@ struct BlockHooks {
 /// hooks must stay installed until every block acquired under them is released
 /// if they count bytes.
 BlockHooks SetBlockHooks(const BlockHooks& hooks) noexcept;
+BlockHooks CurrentBlockHooks() noexcept;
 
 /// Whether this build has memory checking (sentinels, exact bogus-pointer
 /// detection, bump pfree detection).

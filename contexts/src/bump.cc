@@ -1,0 +1,270 @@
+// Bump: the cheapest allocator (PostgreSQL's bump.c design). A request
+// bumps a pointer in the current block; chunks carry no header, so pfree,
+// repalloc, GetMemoryChunkContext and GetMemoryChunkSpace are not supported:
+// memory goes only with reset or delete. Checking builds do add a header
+// (method id kBumpId) so that a pfree of a bump chunk is caught.
+#include <algorithm>
+#include <cstring>
+
+#include "chunk_checking.h"
+#include "memory_context_internal.h"
+
+namespace grove::mcxt {
+
+namespace {
+
+constexpr std::size_t kChunkFraction = 8;  // chunks above maxBlockSize/8 get a dedicated block
+
+#ifdef GROVE_MEMORY_CHECKING
+constexpr std::size_t kBumpHeaderBytes = kChunkHeaderBytes;
+#else
+constexpr std::size_t kBumpHeaderBytes = 0;
+#endif
+
+struct BumpContext;
+struct BumpBlock {
+  BumpContext* context;  // first member: the checking registry reads it
+  BumpBlock* next;
+  std::size_t blksize;
+  bool dedicated;  // holds one large chunk; never reused
+  char* freeptr;
+  char* endptr;
+};
+constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(BumpBlock));
+
+struct BumpContext {
+  MemoryContextData header;
+  std::size_t initBlockSize;
+  std::size_t maxBlockSize;
+  std::size_t nextBlockSize;
+  std::size_t allocChunkLimit;
+  BumpBlock* blocks;     // the head is the current block
+  BumpBlock* retained;   // kept by reset, largest first
+  std::size_t retained_bytes;
+};
+constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(BumpContext));
+
+inline BumpBlock* KeeperBlock(BumpContext* set) {
+  return reinterpret_cast<BumpBlock*>(reinterpret_cast<char*>(set) + kContextHeaderBytes);
+}
+inline char* BlockStart(BumpBlock* block) { return reinterpret_cast<char*>(block) + kBlockHeaderBytes; }
+inline std::size_t FreeSpace(BumpBlock* block) { return static_cast<std::size_t>(block->endptr - block->freeptr); }
+
+inline void* FinishChunk([[maybe_unused]] BumpContext* set, [[maybe_unused]] BumpBlock* block, char* at,
+                         [[maybe_unused]] std::size_t size, [[maybe_unused]] std::size_t chunk_size) {
+#ifdef GROVE_MEMORY_CHECKING
+  MarkUndefined(at, kBumpHeaderBytes);
+  auto* chunk = reinterpret_cast<MemoryChunk*>(at + kRequestedSizeBytes);
+  ChunkSetHeader(chunk, block, 0, kBumpId);
+  CheckingOnAlloc(&set->header, chunk, size, chunk_size);
+  return ChunkGetPointer(chunk);
+#else
+  return at;
+#endif
+}
+
+void* AllocLarge(BumpContext* set, std::size_t size, int flags) {
+  CheckAllocSize(size, flags);
+  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
+  const std::size_t blksize = kBlockHeaderBytes + kBumpHeaderBytes + chunk_size;
+  void* raw = AcquireBlock(&set->header, blksize);
+  if (raw == nullptr) return AllocationFailure(&set->header, size, flags);
+  auto* block = static_cast<BumpBlock*>(raw);
+  block->context = set;
+  block->blksize = blksize;
+  block->dedicated = true;
+  block->freeptr = block->endptr = static_cast<char*>(raw) + blksize;
+  // Behind the current block, which stays at the head.
+  block->next = set->blocks->next;
+  set->blocks->next = block;
+  return FinishChunk(set, block, BlockStart(block), size, chunk_size);
+}
+
+BumpBlock* NewBlock(BumpContext* set, std::size_t required) {
+  BumpBlock* block = set->retained;
+  if (block != nullptr && block->blksize - kBlockHeaderBytes >= required) {
+    set->retained = block->next;
+    set->retained_bytes -= block->blksize;
+  } else {
+    std::size_t blksize = set->nextBlockSize;
+    set->nextBlockSize = std::min(set->nextBlockSize * 2, set->maxBlockSize);
+    while (blksize < required + kBlockHeaderBytes) blksize <<= 1;
+    void* raw = AcquireBlock(&set->header, blksize);
+    if (raw == nullptr) return nullptr;
+    block = static_cast<BumpBlock*>(raw);
+    block->context = set;
+    block->blksize = blksize;
+    block->dedicated = false;
+    block->endptr = static_cast<char*>(raw) + blksize;
+  }
+  block->freeptr = BlockStart(block);
+  MarkNoAccess(block->freeptr, FreeSpace(block));
+  block->next = set->blocks;
+  set->blocks = block;
+  return block;
+}
+
+void* BumpAlloc(MemoryContext context, std::size_t size, int flags) {
+  auto* set = reinterpret_cast<BumpContext*>(context);
+  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
+  if (GROVE_UNLIKELY(chunk_size > set->allocChunkLimit)) return AllocLarge(set, size, flags);
+  const std::size_t required = chunk_size + kBumpHeaderBytes;
+  BumpBlock* block = set->blocks;
+  if (GROVE_UNLIKELY(FreeSpace(block) < required)) {
+    block = NewBlock(set, required);
+    if (block == nullptr) return AllocationFailure(context, size, flags);
+  }
+  char* at = block->freeptr;
+  block->freeptr += required;
+#ifndef GROVE_MEMORY_CHECKING
+  return at;
+#else
+  return FinishChunk(set, block, at, size, chunk_size);
+#endif
+}
+
+[[noreturn]] void Unsupported(const char* what) {
+  ereport(ERROR, errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+          errmsg("%s is not supported by the bump memory allocator", what),
+          errhint("Memory of a Bump context is released only by resetting or deleting the context."));
+}
+void BumpFree(void*) { Unsupported("pfree"); }
+void* BumpRealloc(void*, std::size_t, int) { Unsupported("repalloc"); }
+MemoryContext BumpGetChunkContext(void*) { Unsupported("GetMemoryChunkContext"); }
+std::size_t BumpGetChunkSpace(void*) { Unsupported("GetMemoryChunkSpace"); }
+
+bool BumpIsEmpty(MemoryContext context) { return context->isReset; }
+
+void BumpCheck([[maybe_unused]] MemoryContext context) {
+#ifdef GROVE_MEMORY_CHECKING
+  auto* set = reinterpret_cast<BumpContext*>(context);
+  for (BumpBlock* block = set->blocks; block != nullptr; block = block->next) {
+    char* pos = BlockStart(block);
+    while (pos < block->freeptr) {
+      auto* chunk = reinterpret_cast<MemoryChunk*>(pos + kRequestedSizeBytes);
+      if (ChunkMethodId(chunk) != kBumpId || ChunkGetBlock(chunk) != block) {
+        elog(WARNING, "problem in Bump %s: bad chunk header in block %p", context->name, static_cast<void*>(block));
+        break;
+      }
+      if (!CheckingSentinelOk(chunk)) ReportSentinelDamage(context, chunk);
+      const std::size_t chunk_size = block->dedicated ? static_cast<std::size_t>(block->endptr - pos) - kBumpHeaderBytes
+                                                      : MaxAlign(ChunkRequestedSize(chunk) + kSentinelRoom);
+      pos += kBumpHeaderBytes + chunk_size;
+    }
+  }
+#endif
+}
+
+void Retain(BumpContext* set, BumpBlock* block) {
+  BumpBlock** link = &set->retained;
+  while (*link != nullptr && (*link)->blksize > block->blksize) link = &(*link)->next;
+  block->next = *link;
+  *link = block;
+  set->retained_bytes += block->blksize;
+}
+
+void WipeBlock(BumpBlock* block) {
+  WipeMemory(BlockStart(block), static_cast<std::size_t>(block->freeptr - BlockStart(block)));
+  block->freeptr = BlockStart(block);
+  MarkNoAccess(block->freeptr, FreeSpace(block));
+}
+
+void ResetBlocks(BumpContext* set, bool retain) {
+  BumpCheck(&set->header);
+  BumpBlock* keeper = KeeperBlock(set);
+  for (BumpBlock* block = set->blocks; block != nullptr;) {
+    BumpBlock* next = block->next;
+    if (block != keeper) {
+      if (retain && !block->dedicated && MayRetain(&set->header, set->retained_bytes, block->blksize)) {
+        WipeBlock(block);
+        Retain(set, block);
+      } else {
+        ReleaseBlock(&set->header, block, block->blksize);
+      }
+    }
+    block = next;
+  }
+  if (!retain) {
+    while (set->retained != nullptr) {
+      BumpBlock* r = set->retained;
+      set->retained = r->next;
+      ReleaseBlock(&set->header, r, r->blksize);
+    }
+    set->retained_bytes = 0;
+  }
+  WipeBlock(keeper);
+  keeper->next = nullptr;
+  set->blocks = keeper;
+  set->nextBlockSize = set->initBlockSize;
+}
+
+void BumpReset(MemoryContext context) { ResetBlocks(reinterpret_cast<BumpContext*>(context), true); }
+
+void BumpDelete(MemoryContext context) {
+  auto* set = reinterpret_cast<BumpContext*>(context);
+  ResetBlocks(set, false);
+  ReleaseBlock(context, set, KeeperBlock(set)->blksize + kContextHeaderBytes);
+}
+
+void BumpStats(MemoryContext context, MemoryContextCounters* counters) {
+  auto* set = reinterpret_cast<BumpContext*>(context);
+  BumpBlock* keeper = KeeperBlock(set);
+  for (BumpBlock* block = set->blocks; block != nullptr; block = block->next) {
+    ++counters->nblocks;
+    counters->totalspace += block->blksize + (block == keeper ? kContextHeaderBytes : 0);
+    counters->freespace += FreeSpace(block);
+  }
+  for (BumpBlock* block = set->retained; block != nullptr; block = block->next) {
+    ++counters->nblocks;
+    counters->totalspace += block->blksize;
+    counters->freespace += block->blksize;
+  }
+}
+
+}  // namespace
+
+const MemoryContextMethods kBumpMethods = {
+    BumpAlloc, BumpFree, BumpRealloc, BumpReset, BumpDelete, BumpGetChunkContext,
+    BumpGetChunkSpace, BumpIsEmpty, BumpStats, BumpCheck, "Bump",
+};
+
+}  // namespace grove::mcxt
+
+namespace grove {
+
+using namespace mcxt;
+
+MemoryContext BumpContextCreate(MemoryContext parent, const char* name, std::size_t minContextSize,
+                                std::size_t initBlockSize, std::size_t maxBlockSize) {
+  if (name == nullptr) name = "(unnamed)";
+  ValidateBlockSizes(name, minContextSize, initBlockSize, maxBlockSize);
+  std::size_t firstBlockSize = kContextHeaderBytes + kBlockHeaderBytes + kBumpHeaderBytes + kMaxAlign;
+  firstBlockSize = std::max(firstBlockSize, minContextSize != 0 ? minContextSize : initBlockSize);
+  void* raw = AcquireFirstBlock(parent, firstBlockSize);
+  if (raw == nullptr) return static_cast<MemoryContext>(CreationFailure(parent, name, firstBlockSize));
+  auto* set = static_cast<BumpContext*>(raw);
+  BumpBlock* keeper = KeeperBlock(set);
+  keeper->context = set;
+  keeper->blksize = firstBlockSize - kContextHeaderBytes;
+  keeper->dedicated = false;
+  keeper->endptr = static_cast<char*>(raw) + firstBlockSize;
+  keeper->freeptr = BlockStart(keeper);
+  keeper->next = nullptr;
+  MarkNoAccess(keeper->freeptr, FreeSpace(keeper));
+  set->blocks = keeper;
+  set->retained = nullptr;
+  set->retained_bytes = 0;
+  set->initBlockSize = initBlockSize;
+  set->maxBlockSize = maxBlockSize;
+  set->nextBlockSize = initBlockSize;
+  set->allocChunkLimit = std::min<std::size_t>(maxBlockSize, kMaxChunkValue);
+  while (set->allocChunkLimit + kBumpHeaderBytes > (maxBlockSize - kBlockHeaderBytes) / kChunkFraction)
+    set->allocChunkLimit >>= 1;
+  AdoptFirstBlock(&set->header, set, firstBlockSize);
+  const std::size_t mem = set->header.mem_allocated;
+  MemoryContextCreate(&set->header, &kBumpMethods, kBumpId, parent, name);
+  set->header.mem_allocated = mem;
+  return &set->header;
+}
+
+}  // namespace grove

@@ -1,0 +1,354 @@
+// Generation: for chunks that are freed roughly in the order they were
+// allocated (PostgreSQL's generation.c design).
+//
+// Chunks are carved sequentially from the current block, MAXALIGNed with no
+// power-of-two rounding; each block only counts its chunks and how many were
+// freed. When the last chunk of a block is freed the block is empty: the
+// keeper and the current block are reused in place, one more is kept as the
+// spare `freeblock`, any other goes back. pfree therefore never searches.
+#include <algorithm>
+#include <cstring>
+
+#include "chunk_checking.h"
+#include "memory_context_internal.h"
+
+namespace grove::mcxt {
+
+namespace {
+
+constexpr std::size_t kChunkFraction = 8;  // chunks above maxBlockSize/8 get a dedicated block
+
+struct GenerationContext;
+struct GenerationBlock {
+  GenerationContext* context;  // first member: the checking registry reads it
+  GenerationBlock* prev;
+  GenerationBlock* next;
+  std::size_t blksize;
+  std::size_t nchunks;  // chunks carved from this block since it was last empty
+  std::size_t nfree;    // of those, how many were freed
+  char* freeptr;
+  char* endptr;
+};
+constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(GenerationBlock));
+
+struct GenerationContext {
+  MemoryContextData header;
+  std::size_t initBlockSize;
+  std::size_t maxBlockSize;
+  std::size_t nextBlockSize;
+  std::size_t allocChunkLimit;
+  GenerationBlock* block;      // current block, or nullptr
+  GenerationBlock* freeblock;  // an empty block kept for reuse, or nullptr
+  GenerationBlock* blocks;     // every block, newest first
+  GenerationBlock* retained;   // kept by reset, largest first, linked by `next`
+  std::size_t retained_bytes;
+};
+constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(GenerationContext));
+
+inline GenerationBlock* KeeperBlock(GenerationContext* set) {
+  return reinterpret_cast<GenerationBlock*>(reinterpret_cast<char*>(set) + kContextHeaderBytes);
+}
+inline bool IsKeeper(GenerationContext* set, GenerationBlock* block) { return block == KeeperBlock(set); }
+inline char* BlockStart(GenerationBlock* block) { return reinterpret_cast<char*>(block) + kBlockHeaderBytes; }
+inline std::size_t FreeSpace(GenerationBlock* block) { return static_cast<std::size_t>(block->endptr - block->freeptr); }
+
+void MarkEmpty(GenerationBlock* block) {
+  WipeMemory(BlockStart(block), static_cast<std::size_t>(block->freeptr - BlockStart(block)));
+  block->nchunks = 0;
+  block->nfree = 0;
+  block->freeptr = BlockStart(block);
+  MarkNoAccess(block->freeptr, FreeSpace(block));
+}
+
+void LinkBlock(GenerationContext* set, GenerationBlock* block) {
+  block->prev = nullptr;
+  block->next = set->blocks;
+  if (set->blocks != nullptr) set->blocks->prev = block;
+  set->blocks = block;
+}
+
+void UnlinkBlock(GenerationContext* set, GenerationBlock* block) {
+  if (block->prev != nullptr)
+    block->prev->next = block->next;
+  else
+    set->blocks = block->next;
+  if (block->next != nullptr) block->next->prev = block->prev;
+}
+
+void* AllocLarge(GenerationContext* set, std::size_t size, int flags) {
+  CheckAllocSize(size, flags);
+  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
+  const std::size_t blksize = kBlockHeaderBytes + kChunkHeaderBytes + chunk_size;
+  void* raw = AcquireBlock(&set->header, blksize);
+  if (raw == nullptr) return AllocationFailure(&set->header, size, flags);
+  auto* block = static_cast<GenerationBlock*>(raw);
+  block->context = set;
+  block->blksize = blksize;
+  block->nchunks = 1;
+  block->nfree = 0;
+  block->freeptr = block->endptr = static_cast<char*>(raw) + blksize;
+  LinkBlock(set, block);
+  auto* chunk = reinterpret_cast<MemoryChunk*>(BlockStart(block) + kRequestedSizeBytes);
+  ChunkSetHeaderExternal(chunk, block, kGenerationId);
+  CheckingOnAlloc(&set->header, chunk, size, chunk_size);
+  return ChunkGetPointer(chunk);
+}
+
+// A block with room for `required` bytes: the spare, the keeper if empty, a
+// retained block, or a new one.
+GenerationBlock* NextBlock(GenerationContext* set, std::size_t required) {
+  if (set->freeblock != nullptr && FreeSpace(set->freeblock) >= required) {
+    GenerationBlock* b = set->freeblock;
+    set->freeblock = nullptr;
+    return b;
+  }
+  GenerationBlock* keeper = KeeperBlock(set);
+  if (keeper->nchunks == 0 && FreeSpace(keeper) >= required && set->block != keeper) return keeper;
+  GenerationBlock* block = set->retained;
+  if (block != nullptr && block->blksize - kBlockHeaderBytes >= required) {
+    set->retained = block->next;
+    set->retained_bytes -= block->blksize;
+  } else {
+    std::size_t blksize = set->nextBlockSize;
+    set->nextBlockSize = std::min(set->nextBlockSize * 2, set->maxBlockSize);
+    while (blksize < required + kBlockHeaderBytes) blksize <<= 1;
+    void* raw = AcquireBlock(&set->header, blksize);
+    if (raw == nullptr) return nullptr;
+    block = static_cast<GenerationBlock*>(raw);
+    block->context = set;
+    block->blksize = blksize;
+    block->endptr = static_cast<char*>(raw) + blksize;
+  }
+  block->nchunks = 0;
+  block->nfree = 0;
+  block->freeptr = BlockStart(block);
+  MarkNoAccess(block->freeptr, FreeSpace(block));
+  LinkBlock(set, block);
+  return block;
+}
+
+void* GenerationAlloc(MemoryContext context, std::size_t size, int flags) {
+  auto* set = reinterpret_cast<GenerationContext*>(context);
+  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
+  if (GROVE_UNLIKELY(chunk_size > set->allocChunkLimit)) return AllocLarge(set, size, flags);
+  const std::size_t required = chunk_size + kChunkHeaderBytes;
+  GenerationBlock* block = set->block;
+  if (GROVE_UNLIKELY(block == nullptr || FreeSpace(block) < required)) {
+    block = NextBlock(set, required);
+    if (block == nullptr) return AllocationFailure(context, size, flags);
+    set->block = block;
+  }
+  MarkUndefined(block->freeptr, kChunkHeaderBytes);
+  auto* chunk = reinterpret_cast<MemoryChunk*>(block->freeptr + kRequestedSizeBytes);
+  block->freeptr += required;
+  ++block->nchunks;
+  ChunkSetHeader(chunk, block, static_cast<uint32_t>(chunk_size), kGenerationId);
+  CheckingOnAlloc(context, chunk, size, chunk_size);
+  return ChunkGetPointer(chunk);
+}
+
+inline std::size_t ChunkDataSize(MemoryChunk* chunk, GenerationBlock* block) {
+  if (ChunkIsExternal(chunk)) return static_cast<std::size_t>(block->endptr - static_cast<char*>(ChunkGetPointer(chunk)));
+  return ChunkValue(chunk);
+}
+
+void GenerationFree(void* pointer) {
+  MemoryChunk* chunk = PointerGetChunk(pointer);
+  auto* block = static_cast<GenerationBlock*>(ChunkGetBlock(chunk));
+  GenerationContext* set = block->context;
+  CheckingOnFree(&set->header, chunk, ChunkDataSize(chunk, block));
+  ++block->nfree;
+  if (block->nfree < block->nchunks) return;
+
+  // The block is empty.
+  if (IsKeeper(set, block) || block == set->block) {
+    MarkEmpty(block);
+    return;
+  }
+  if (set->freeblock == nullptr && !ChunkIsExternal(chunk)) {
+    MarkEmpty(block);
+    set->freeblock = block;
+    return;
+  }
+  if (set->freeblock == block) {
+    MarkEmpty(block);
+    return;
+  }
+  UnlinkBlock(set, block);
+  ReleaseBlock(&set->header, block, block->blksize);
+}
+
+void* GenerationRealloc(void* pointer, std::size_t size, int flags) {
+  MemoryChunk* chunk = PointerGetChunk(pointer);
+  auto* block = static_cast<GenerationBlock*>(ChunkGetBlock(chunk));
+  GenerationContext* set = block->context;
+  const std::size_t old_size = ChunkDataSize(chunk, block);
+  if (size + kSentinelRoom <= old_size) {
+    CheckingOnResize(&set->header, chunk, size, old_size);
+    return pointer;
+  }
+  void* fresh = GenerationAlloc(&set->header, size, flags);
+  if (fresh == nullptr) return nullptr;
+  std::memcpy(fresh, pointer, CopyableBytes(chunk, old_size));
+  GenerationFree(pointer);
+  return fresh;
+}
+
+MemoryContext GenerationGetChunkContext(void* pointer) {
+  return &static_cast<GenerationBlock*>(ChunkGetBlock(PointerGetChunk(pointer)))->context->header;
+}
+
+std::size_t GenerationGetChunkSpace(void* pointer) {
+  MemoryChunk* chunk = PointerGetChunk(pointer);
+  return ChunkDataSize(chunk, static_cast<GenerationBlock*>(ChunkGetBlock(chunk))) + kChunkHeaderBytes;
+}
+
+bool GenerationIsEmpty(MemoryContext context) { return context->isReset; }
+
+void GenerationCheck([[maybe_unused]] MemoryContext context) {
+#ifdef GROVE_MEMORY_CHECKING
+  auto* set = reinterpret_cast<GenerationContext*>(context);
+  for (GenerationBlock* block = set->blocks; block != nullptr; block = block->next) {
+    std::size_t nchunks = 0, nfree = 0;
+    char* pos = BlockStart(block);
+    while (pos < block->freeptr) {
+      auto* chunk = reinterpret_cast<MemoryChunk*>(pos + kRequestedSizeBytes);
+      if (ChunkMethodId(chunk) != kGenerationId || ChunkGetBlock(chunk) != block) {
+        elog(WARNING, "problem in Generation %s: bad chunk header in block %p", context->name, static_cast<void*>(block));
+        break;
+      }
+      ++nchunks;
+      if (ChunkRequestedSize(chunk) == kInvalidRequestedSize)
+        ++nfree;
+      else if (!CheckingSentinelOk(chunk))
+        ReportSentinelDamage(context, chunk);
+      pos += kChunkHeaderBytes + ChunkDataSize(chunk, block);
+    }
+    if (nchunks != block->nchunks || nfree != block->nfree)
+      elog(WARNING, "problem in Generation %s: block %p counts %zu chunks (%zu free), found %zu (%zu free)",
+           context->name, static_cast<void*>(block), block->nchunks, block->nfree, nchunks, nfree);
+  }
+#endif
+}
+
+void Retain(GenerationContext* set, GenerationBlock* block) {
+  GenerationBlock** link = &set->retained;
+  while (*link != nullptr && (*link)->blksize > block->blksize) link = &(*link)->next;
+  block->next = *link;
+  *link = block;
+  set->retained_bytes += block->blksize;
+}
+
+void ResetBlocks(GenerationContext* set, bool retain) {
+  GenerationCheck(&set->header);
+  GenerationBlock* keeper = KeeperBlock(set);
+  GenerationBlock* block = set->blocks;
+  while (block != nullptr) {
+    GenerationBlock* next = block->next;
+    if (block != keeper) {
+      // A dedicated block holds one live external chunk (it goes when freed).
+      const bool dedicated =
+          block->nchunks > 0 &&
+          ChunkIsExternal(reinterpret_cast<MemoryChunk*>(BlockStart(block) + kRequestedSizeBytes));
+      if (retain && !dedicated && MayRetain(&set->header, set->retained_bytes, block->blksize)) {
+        MarkEmpty(block);
+        Retain(set, block);
+      } else {
+        ReleaseBlock(&set->header, block, block->blksize);
+      }
+    }
+    block = next;
+  }
+  if (!retain) {
+    while (set->retained != nullptr) {
+      GenerationBlock* r = set->retained;
+      set->retained = r->next;
+      ReleaseBlock(&set->header, r, r->blksize);
+    }
+    set->retained_bytes = 0;
+  }
+  MarkEmpty(keeper);
+  keeper->prev = keeper->next = nullptr;
+  set->blocks = keeper;
+  set->block = keeper;
+  set->freeblock = nullptr;
+  set->nextBlockSize = set->initBlockSize;
+}
+
+void GenerationReset(MemoryContext context) { ResetBlocks(reinterpret_cast<GenerationContext*>(context), true); }
+
+void GenerationDelete(MemoryContext context) {
+  auto* set = reinterpret_cast<GenerationContext*>(context);
+  ResetBlocks(set, false);
+  ReleaseBlock(context, set, KeeperBlock(set)->blksize + kContextHeaderBytes);
+}
+
+void GenerationStats(MemoryContext context, MemoryContextCounters* counters) {
+  auto* set = reinterpret_cast<GenerationContext*>(context);
+  for (GenerationBlock* block = set->blocks; block != nullptr; block = block->next) {
+    ++counters->nblocks;
+    counters->totalspace += block->blksize + (IsKeeper(set, block) ? kContextHeaderBytes : 0);
+    counters->freespace += FreeSpace(block);
+    counters->freechunks += block->nfree;
+  }
+  for (GenerationBlock* block = set->retained; block != nullptr; block = block->next) {
+    ++counters->nblocks;
+    counters->totalspace += block->blksize;
+    counters->freespace += block->blksize;
+  }
+}
+
+}  // namespace
+
+const MemoryContextMethods kGenerationMethods = {
+    GenerationAlloc,  GenerationFree,  GenerationRealloc, GenerationReset,
+    GenerationDelete, GenerationGetChunkContext, GenerationGetChunkSpace,
+    GenerationIsEmpty, GenerationStats, GenerationCheck,  "Generation",
+};
+
+void* CreationFailure(MemoryContext parent, const char* name, std::size_t size);
+void ValidateBlockSizes(const char* name, std::size_t minContextSize, std::size_t initBlockSize,
+                        std::size_t maxBlockSize);
+
+}  // namespace grove::mcxt
+
+namespace grove {
+
+using namespace mcxt;
+
+MemoryContext GenerationContextCreate(MemoryContext parent, const char* name, std::size_t minContextSize,
+                                      std::size_t initBlockSize, std::size_t maxBlockSize) {
+  if (name == nullptr) name = "(unnamed)";
+  ValidateBlockSizes(name, minContextSize, initBlockSize, maxBlockSize);
+  std::size_t firstBlockSize = kContextHeaderBytes + kBlockHeaderBytes + kChunkHeaderBytes;
+  firstBlockSize = std::max(firstBlockSize, minContextSize != 0 ? minContextSize : initBlockSize);
+  void* raw = AcquireFirstBlock(parent, firstBlockSize);
+  if (raw == nullptr) return static_cast<MemoryContext>(CreationFailure(parent, name, firstBlockSize));
+  auto* set = static_cast<GenerationContext*>(raw);
+  GenerationBlock* keeper = KeeperBlock(set);
+  keeper->context = set;
+  keeper->blksize = firstBlockSize - kContextHeaderBytes;
+  keeper->endptr = static_cast<char*>(raw) + firstBlockSize;
+  keeper->nchunks = keeper->nfree = 0;
+  keeper->freeptr = BlockStart(keeper);
+  keeper->prev = keeper->next = nullptr;
+  MarkNoAccess(keeper->freeptr, FreeSpace(keeper));
+  set->blocks = keeper;
+  set->block = keeper;
+  set->freeblock = nullptr;
+  set->retained = nullptr;
+  set->retained_bytes = 0;
+  set->initBlockSize = initBlockSize;
+  set->maxBlockSize = maxBlockSize;
+  set->nextBlockSize = initBlockSize;
+  set->allocChunkLimit = std::min<std::size_t>(maxBlockSize, kMaxChunkValue);
+  while (set->allocChunkLimit + kChunkHeaderBytes > (maxBlockSize - kBlockHeaderBytes) / kChunkFraction)
+    set->allocChunkLimit >>= 1;
+  AdoptFirstBlock(&set->header, set, firstBlockSize);
+  const std::size_t mem = set->header.mem_allocated;
+  MemoryContextCreate(&set->header, &kGenerationMethods, kGenerationId, parent, name);
+  set->header.mem_allocated = mem;
+  return &set->header;
+}
+
+}  // namespace grove
