@@ -1,0 +1,21 @@
+# cmake -DGROVE=<grove> -DARGS=<a,b,...> -DEXPECT=<regex> -P expect_failure.cmake
+# Passes when grove exits with a non-zero status (a crash does not count)
+# and its output matches EXPECT, i.e. the user is told what was wrong.
+if(ARGS STREQUAL "")
+  set(args "")
+else()
+  string(REPLACE "," ";" args "${ARGS}")
+endif()
+execute_process(COMMAND "${GROVE}" ${args}
+  RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(output "${out}${err}")
+if(NOT status MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "grove ${args}: did not exit normally (${status})\n${output}")
+endif()
+if(status EQUAL 0)
+  message(FATAL_ERROR "grove ${args}: exited 0, expected a failure\n${output}")
+endif()
+if(NOT output MATCHES "${EXPECT}")
+  message(FATAL_ERROR "grove ${args}: exit ${status}, but output does not match '${EXPECT}':\n${output}")
+endif()
+message(STATUS "grove ${args}: exit ${status} as expected")
