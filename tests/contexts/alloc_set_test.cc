@@ -108,6 +108,21 @@ TEST_P(AllocSetTest, FreedChunkIsReused) {
   pfree(keep);
 }
 
+// Freed small chunks are counted as free chunks (and free space) in the
+// counters; a reset clears the free lists.
+TEST_P(AllocSetTest, FreedChunksCounted) {
+  std::vector<void*> ps;
+  for (int i = 0; i < 100; ++i) ps.push_back(MemoryContextAlloc(ctx_, 64));
+  const MemoryContextCounters before = MemoryContextGetCounters(ctx_);
+  for (int i = 0; i < 100; i += 2) pfree(ps[i]);
+  const MemoryContextCounters after = MemoryContextGetCounters(ctx_);
+  EXPECT_GE(after.freechunks, before.freechunks + 50);
+  EXPECT_GE(after.freespace, before.freespace + 50 * 64);
+  EXPECT_EQ(after.totalspace, before.totalspace);
+  MemoryContextReset(ctx_);
+  EXPECT_EQ(MemoryContextGetCounters(ctx_).freechunks, 0u);
+}
+
 // A chunk above the chunk limit lives on a dedicated block that is given
 // back at once on pfree: the context's allocation grows by at least the
 // request and returns exactly to where it was.

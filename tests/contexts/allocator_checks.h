@@ -68,7 +68,7 @@ inline std::vector<std::size_t> TestAlignments() { return {16, 32, 64, 128, 256,
 inline void CheckAligned(MemoryContext ctx, bool frees, bool reallocs) {
   uint64_t seed = 1000;
   for (std::size_t align : TestAlignments()) {
-    for (std::size_t size : {std::size_t{1}, std::size_t{24}, std::size_t{100}, std::size_t{5000},
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{24}, std::size_t{100}, std::size_t{5000},
                              std::size_t{20000}}) {
       ++seed;
       void* p = MemoryContextAllocAligned(ctx, size, align, 0);

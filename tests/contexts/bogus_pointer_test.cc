@@ -250,6 +250,22 @@ TEST_P(BogusPointerTest, ChunkFromBeforeReset) {
   ExpectHealthy();
 }
 
+// A chunk of a context that has been deleted (checking builds). For the
+// recyclable AllocSet shapes the deleted context's keeper block is kept for
+// reuse, and here it is even reused by a new context before the bogus pfree.
+TEST_P(BogusPointerTest, ChunkOfDeletedContext) {
+  SKIP_UNLESS_CHECKING();
+  if (!KindFrees(GetParam())) GTEST_SKIP() << "bump chunks cannot be freed at all";
+  MemoryContext doomed = CreateContext(GetParam(), TopMemoryContext, "deleted one");
+  void* p = MemoryContextAlloc(doomed, Size(64));
+  MemoryContextDelete(doomed);
+  ExpectPfreeRejected(p, "a chunk of a deleted context");
+  MemoryContext reborn = CreateContext(GetParam(), TopMemoryContext, "reborn");
+  ExpectPfreeRejected(p, "a chunk of a deleted context whose memory may be reused");
+  MemoryContextDelete(reborn);
+  ExpectHealthy();
+}
+
 // Many bogus calls in a row, alternating with real work: no state leaks
 // from the error path (report stack, error memory).
 TEST_P(BogusPointerTest, ManyBogusCallsInARow) {

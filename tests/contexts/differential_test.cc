@@ -4,7 +4,7 @@
 // verified on every free and repalloc, at every reset and at the end; no two
 // live chunks may overlap; accounting is checked against BlockHooks.
 //
-// One test per allocator, 200,000 operations each (1.2 million in all),
+// One test per allocator, 250,000 operations each (1.5 million in all),
 // from a fixed seed, so a failure is reproducible: the message names the
 // operation number.
 #include <map>
@@ -14,7 +14,7 @@
 namespace grove::test {
 namespace {
 
-constexpr int kOperations = 200000;
+constexpr int kOperations = 250000;
 constexpr std::size_t kSlabChunk = 100;  // not a multiple of 8 on purpose
 
 // splitmix64: deterministic, seeded.
@@ -133,12 +133,15 @@ class DifferentialTest : public ContextTestWithParam<Kind> {
   }
 
   bool DoAlloc() {
+    ++stats_.allocs;
     const std::size_t size = RandomSize();
+    if (size > ALLOC_CHUNK_LIMIT) ++stats_.large;
     const uint64_t kind = rng_.Next() % 100;
     std::size_t align = 8;
     void* p;
     if (kind < 3 && KindAnySize(GetParam())) {
       align = std::size_t{16} << rng_.Between(0, 8);  // 16 .. 4096
+      ++stats_.aligned;
       p = MemoryContextAllocAligned(ctx_, size, align, 0);
     } else if (kind < 8) {
       p = MemoryContextAllocExtended(ctx_, size, MCXT_ALLOC_ZERO);
@@ -157,6 +160,7 @@ class DifferentialTest : public ContextTestWithParam<Kind> {
     if (!Verify(it->first, it->second)) return false;
     pfree(reinterpret_cast<void*>(it->first));
     Erase(it);
+    ++stats_.frees;
     return true;
   }
 
@@ -167,6 +171,7 @@ class DifferentialTest : public ContextTestWithParam<Kind> {
     if (!Verify(it->first, old)) return false;
     const std::size_t size = RandomSize();
     void* p = repalloc(reinterpret_cast<void*>(it->first), size);
+    ++stats_.reallocs;
     Erase(it);
     const std::size_t kept = std::min(old.size, size);
     const std::size_t bad = FastCheck(p, kept, old.seed);
@@ -184,6 +189,7 @@ class DifferentialTest : public ContextTestWithParam<Kind> {
     MemoryContextReset(ctx_);
     live_.clear();
     keys_.clear();
+    ++stats_.resets;
     return true;
   }
 
@@ -237,7 +243,24 @@ class DifferentialTest : public ContextTestWithParam<Kind> {
       EXPECT_TRUE(capture.reports.empty()) << capture.All();
     }
     EXPECT_EQ(counter_.acquired, counter_.released);
+    // The run exercised what it is meant to.
+    EXPECT_GT(stats_.allocs, kOperations / 3);
+    EXPECT_GT(stats_.resets, 10);
+    if (KindFrees(kind)) {
+      EXPECT_GT(stats_.frees, kOperations / 4);
+    }
+    if (KindReallocs(kind)) {
+      EXPECT_GT(stats_.reallocs, kOperations / 10);
+    }
+    if (KindAnySize(kind)) {
+      EXPECT_GT(stats_.large, 500);
+      EXPECT_GT(stats_.aligned, 1000);
+    }
   }
+
+  struct {
+    int allocs = 0, frees = 0, reallocs = 0, resets = 0, large = 0, aligned = 0;
+  } stats_;
 
   Rng rng_{0x5eed0000ULL + static_cast<uint64_t>(GetParam())};
   BlockCounter counter_;
@@ -250,7 +273,7 @@ class DifferentialTest : public ContextTestWithParam<Kind> {
 
 INSTANTIATE_TEST_SUITE_P(AllKinds, DifferentialTest, ::testing::ValuesIn(AllKinds()), KindParamName);
 
-// 200,000 random operations against the model (see the file comment).
+// 250,000 random operations against the model (see the file comment).
 TEST_P(DifferentialTest, RandomOperationsMatchModel) { Run(); }
 
 }  // namespace

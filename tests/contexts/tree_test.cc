@@ -141,6 +141,39 @@ TEST_F(TreeTest, CallbackSeesContextMemory) {
   EXPECT_TRUE(seen_ok);
 }
 
+// The same for every allocator, on reset and on delete: the callback (kept
+// in the context's own memory) reads a chunk of the context intact.
+TEST_F(TreeTest, CallbackSeesContextMemoryAllKinds) {
+  struct State {
+    MemoryContextCallback cb;
+    unsigned char* data;
+    int* hits;
+  };
+  for (Kind k : AllKinds()) {
+    SCOPED_TRACE(KindName(k));
+    // Slab chunks must all have one size: make it fit State.
+    MemoryContext c = CreateContext(k, root_, "callback memory", sizeof(State));
+    for (int round = 0; round < 2; ++round) {
+      int hits = 0;
+      auto* st = static_cast<State*>(MemoryContextAlloc(c, sizeof(State)));
+      st->data = static_cast<unsigned char*>(MemoryContextAlloc(c, sizeof(State)));
+      Fill(st->data, sizeof(State), 42);
+      st->hits = &hits;
+      st->cb.func = [](void* arg) {
+        auto* s = static_cast<State*>(arg);
+        if (!FirstMismatch(s->data, sizeof(State), 42)) ++*s->hits;
+      };
+      st->cb.arg = st;
+      MemoryContextRegisterResetCallback(c, &st->cb);
+      if (round == 0)
+        MemoryContextReset(c);
+      else
+        MemoryContextDelete(c);
+      EXPECT_EQ(hits, 1) << (round == 0 ? "reset" : "delete");
+    }
+  }
+}
+
 // On delete, the context's callbacks run (it is deleted after them).
 TEST_F(TreeTest, DeleteRunsCallbacks) {
   Recorder rec;
