@@ -56,9 +56,10 @@ void FallbackReset() noexcept { fallback_used = 0; }
 // Hooks are per thread: ErrorContext is a per-thread context.
 thread_local ErrorMemoryHooks error_memory{&FallbackAlloc, &FallbackReset};
 
-// Used when error memory is exhausted: the text is truncated, never lost
-// entirely, and reporting never fails.
-thread_local char truncation_buffer[kReportStackSize][256];
+// When error memory is exhausted, text goes to the static per-thread arena
+// instead, truncated to kTruncatedLength if it does not fit whole: a report
+// is never lost, and reporting never fails.
+constexpr std::size_t kTruncatedLength = 256;
 
 const char* FormatV(const char* fmt, va_list args) noexcept {
   va_list copy;
@@ -66,12 +67,14 @@ const char* FormatV(const char* fmt, va_list args) noexcept {
   int needed = std::vsnprintf(nullptr, 0, fmt, copy);
   va_end(copy);
   if (needed < 0) return "(message could not be formatted)";
-  auto* buf = static_cast<char*>(error_memory.alloc(static_cast<std::size_t>(needed) + 1));
   std::size_t cap = static_cast<std::size_t>(needed) + 1;
-  if (buf == nullptr) {
-    buf = truncation_buffer[report_depth > 0 ? report_depth - 1 : 0];
-    cap = sizeof truncation_buffer[0];
+  auto* buf = static_cast<char*>(error_memory.alloc(cap));
+  if (buf == nullptr) buf = static_cast<char*>(FallbackAlloc(cap));
+  if (buf == nullptr && cap > kTruncatedLength) {
+    cap = kTruncatedLength;
+    buf = static_cast<char*>(FallbackAlloc(cap));
   }
+  if (buf == nullptr) return "(message lost: no memory left to format it)";
   std::vsnprintf(buf, cap, fmt, args);
   return buf;
 }
@@ -224,7 +227,10 @@ void errfinish() {
 
   ErrorData data = Materialize(Top());
   --report_depth;
-  if (report_depth == 0) error_memory.reset();
+  if (report_depth == 0) {
+    error_memory.reset();
+    FallbackReset();
+  }
 
   if (data.elevel >= ERROR && data.elevel < FATAL) throw Error(std::move(data));
   Deliver(data);

@@ -16,12 +16,11 @@ namespace {
 inline void* Unaligned(void* pointer) { return ChunkGetBlock(PointerGetChunk(pointer)); }
 inline const MemoryContextMethods* MethodsOf(void* pointer) { return kMethodsById[PointerMethodId(pointer)]; }
 
+// The aligned chunk's sentinel is also the underlying chunk's (see
+// MemoryContextAllocAligned), so the underlying allocator checks it on free,
+// reset and delete like any other.
 void AlignedFree(void* pointer) {
   void* unaligned = Unaligned(pointer);
-#ifdef GROVE_MEMORY_CHECKING
-  MemoryChunk* chunk = PointerGetChunk(pointer);
-  if (!CheckingSentinelOk(chunk)) ReportSentinelDamage(MethodsOf(unaligned)->get_chunk_context(unaligned), chunk);
-#endif
   MethodsOf(unaligned)->free_p(unaligned);
 }
 
@@ -92,6 +91,13 @@ void* MemoryContextAllocAligned(MemoryContext context, std::size_t size, std::si
   ChunkSetHeader(chunk, unaligned, static_cast<uint32_t>(__builtin_ctzll(alignto)), kAlignedRedirectId);
 #ifdef GROVE_MEMORY_CHECKING
   ChunkSetRequestedSize(chunk, size);
+  // Shorten the underlying chunk's requested size to end where the aligned
+  // chunk ends, and move its sentinel there: a write past the aligned chunk
+  // is then caught wherever the underlying allocator checks sentinels. (A
+  // Bump chunk has a header in checking builds, so this holds for all.)
+  if (PointerMethodId(unaligned) != kSlabId) {
+    ChunkSetRequestedSize(PointerGetChunk(unaligned), static_cast<uint64_t>(aligned + size - static_cast<char*>(unaligned)));
+  }
   aligned[size] = static_cast<char>(kSentinelByte);
   // Only [aligned, aligned + size) is the caller's.
   MarkNoAccess(unaligned, static_cast<std::size_t>(reinterpret_cast<char*>(chunk) - kRequestedSizeBytes -

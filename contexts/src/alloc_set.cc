@@ -19,80 +19,14 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "chunk_checking.h"
+#include "alloc_set_impl.h"
 #include "grove/contexts/testing.h"
-#include "memory_context_internal.h"
 
 namespace grove::mcxt {
 
+using namespace aset;
+
 namespace {
-
-constexpr int kNumFreeLists = 11;      // chunk sizes 8, 16, …, 8192
-constexpr int kMinChunkShift = 3;      // 8 bytes: room for a free-list link
-constexpr std::size_t kChunkFraction = 4;  // a small chunk takes at most 1/4 of a max-size block
-static_assert((std::size_t{1} << (kMinChunkShift + kNumFreeLists - 1)) == ALLOC_CHUNK_LIMIT,
-              "the largest free list serves exactly ALLOC_CHUNK_LIMIT bytes");
-
-struct AllocSetContext;
-
-struct AllocBlockData {
-  AllocSetContext* aset;  // first member: the checking registry reads it
-  AllocBlockData* prev;
-  AllocBlockData* next;
-  char* freeptr;  // start of the unused tail
-  char* endptr;   // end of the block
-};
-constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(AllocBlockData));
-
-struct FreeListLink {
-  MemoryChunk* next;
-};
-
-struct AllocSetContext {
-  MemoryContextData header;
-  AllocBlockData* blocks;  // the head is the active block; the keeper is always in the list
-  MemoryChunk* freelist[kNumFreeLists];
-  std::size_t initBlockSize;
-  std::size_t maxBlockSize;
-  std::size_t nextBlockSize;
-  std::size_t allocChunkLimit;
-  std::size_t firstBlockSize;  // bytes of the malloc holding this node and the keeper
-  AllocBlockData* retained;    // blocks kept by reset, largest first, linked by `next`
-  std::size_t retained_bytes;
-  int recycle_index;  // shape of recyclable contexts (0: DEFAULT, 1: SMALL), -1 otherwise
-};
-constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(AllocSetContext));
-
-inline AllocBlockData* KeeperBlock(AllocSetContext* set) {
-  return reinterpret_cast<AllocBlockData*>(reinterpret_cast<char*>(set) + kContextHeaderBytes);
-}
-inline char* BlockStart(AllocBlockData* block) { return reinterpret_cast<char*>(block) + kBlockHeaderBytes; }
-inline std::size_t BlockSize(AllocSetContext* set, AllocBlockData* block) {
-  // The keeper shares the node's malloc; its size is counted from the node.
-  const char* base = block == KeeperBlock(set) ? reinterpret_cast<char*>(set) : reinterpret_cast<char*>(block);
-  return static_cast<std::size_t>(block->endptr - base);
-}
-inline MemoryChunk* FirstChunk(AllocBlockData* block) {
-  return reinterpret_cast<MemoryChunk*>(BlockStart(block) + kRequestedSizeBytes);
-}
-/// A dedicated block holds exactly one external chunk and is always full.
-inline bool IsDedicatedBlock(AllocBlockData* block) {
-  return block->freeptr == block->endptr && ChunkIsExternal(FirstChunk(block));
-}
-
-/// Free-list index for a request of `size` bytes (size <= allocChunkLimit).
-inline int FreeIndex(std::size_t size) {
-  if (size <= (std::size_t{1} << kMinChunkShift)) return 0;
-  return (64 - __builtin_clzll(size - 1)) - kMinChunkShift;
-}
-inline std::size_t ChunkSizeOfIndex(int fidx) { return std::size_t{1} << (fidx + kMinChunkShift); }
-
-inline FreeListLink* LinkOf(MemoryChunk* chunk) { return static_cast<FreeListLink*>(ChunkGetPointer(chunk)); }
-
-inline AllocSetContext* SetOfChunk(MemoryChunk* chunk) {
-  return static_cast<AllocBlockData*>(ChunkGetBlock(chunk))->aset;
-}
-
 // Recently deleted contexts of the two common shapes, ready for reuse
 // (PostgreSQL keeps these too: creating a context per query or per
 // function call is common). Per thread, as contexts are.
@@ -102,14 +36,6 @@ struct RecycleList {
   int count = 0;
 };
 thread_local RecycleList recycled[2];
-
-void PushFreeChunk(AllocSetContext* set, MemoryChunk* chunk, int fidx) {
-  FreeListLink* link = LinkOf(chunk);
-  MarkUndefined(link, sizeof *link);
-  link->next = set->freelist[fidx];
-  MarkNoAccess(link, sizeof *link);
-  set->freelist[fidx] = chunk;
-}
 
 // Obtains a new active block able to hold `min_bytes` (chunk plus header):
 // a retained block if one is big enough, else a new one from the system.
@@ -201,20 +127,7 @@ void* AllocFromBlock(AllocSetContext* set, std::size_t size, int flags, int fidx
   return ChunkGetPointer(chunk);
 }
 
-void* AllocSetAlloc(MemoryContext context, std::size_t size, int flags) {
-  auto* set = reinterpret_cast<AllocSetContext*>(context);
-  if (GROVE_UNLIKELY(size + kSentinelRoom > set->allocChunkLimit)) return AllocLarge(set, size, flags);
-  const int fidx = FreeIndex(size + kSentinelRoom);
-  MemoryChunk* chunk = set->freelist[fidx];
-  if (GROVE_LIKELY(chunk != nullptr)) {
-    FreeListLink* link = LinkOf(chunk);
-    MarkDefined(link, sizeof *link);
-    set->freelist[fidx] = link->next;
-    CheckingOnAlloc(context, chunk, size, ChunkSizeOfIndex(fidx));
-    return link;
-  }
-  return AllocFromBlock(set, size, flags, fidx);
-}
+void* AllocSetAlloc(MemoryContext context, std::size_t size, int flags) { return Alloc(context, size, flags); }
 
 void UnlinkBlock(AllocSetContext* set, AllocBlockData* block) {
   if (block->prev != nullptr)
@@ -224,20 +137,7 @@ void UnlinkBlock(AllocSetContext* set, AllocBlockData* block) {
   if (block->next != nullptr) block->next->prev = block->prev;
 }
 
-void AllocSetFree(void* pointer) {
-  MemoryChunk* chunk = PointerGetChunk(pointer);
-  auto* block = static_cast<AllocBlockData*>(ChunkGetBlock(chunk));
-  AllocSetContext* set = block->aset;
-  if (GROVE_UNLIKELY(ChunkIsExternal(chunk))) {
-    CheckingOnFree(&set->header, chunk, static_cast<std::size_t>(block->endptr - static_cast<char*>(pointer)));
-    UnlinkBlock(set, block);
-    ReleaseBlock(&set->header, block, BlockSize(set, block));
-    return;
-  }
-  const int fidx = static_cast<int>(ChunkValue(chunk));
-  CheckingOnFree(&set->header, chunk, ChunkSizeOfIndex(fidx));
-  PushFreeChunk(set, chunk, fidx);
-}
+void AllocSetFree(void* pointer) { Free(pointer); }
 
 void* AllocSetRealloc(void* pointer, std::size_t size, int flags) {
   MemoryChunk* chunk = PointerGetChunk(pointer);
@@ -286,7 +186,7 @@ void* AllocSetRealloc(void* pointer, std::size_t size, int flags) {
   }
 
   const std::size_t old_size = ChunkSizeOfIndex(static_cast<int>(ChunkValue(chunk)));
-  if (size + kSentinelRoom <= old_size) {
+  if (size <= old_size - kSentinelRoom) {
     // Still fits: shrinking (or growing within the rounding) keeps the chunk.
     CheckingOnResize(&set->header, chunk, size, old_size);
     return pointer;
@@ -445,13 +345,31 @@ const MemoryContextMethods kAllocSetMethods = {
     AllocSetIsEmpty,    AllocSetStats,   AllocSetCheck,   "AllocSet",
 };
 
+
+namespace aset {
+
+void* AllocSlow(AllocSetContext* set, std::size_t size, int flags) {
+  if (size > set->allocChunkLimit - kSentinelRoom) return AllocLarge(set, size, flags);
+  return AllocFromBlock(set, size, flags, FreeIndex(size + kSentinelRoom));
+}
+
+void FreeLarge(AllocSetContext* set, AllocBlockData* block, MemoryChunk* chunk) {
+  CheckingOnFree(&set->header, chunk,
+                 static_cast<std::size_t>(block->endptr - static_cast<char*>(ChunkGetPointer(chunk))));
+  UnlinkBlock(set, block);
+  ReleaseBlock(&set->header, block, BlockSize(set, block));
+}
+
+}  // namespace aset
+
 void AllocSetFreeRecycledContexts() {
   for (RecycleList& list : recycled) {
     while (list.head != nullptr) {
       AllocSetContext* set = list.head;
       list.head = reinterpret_cast<AllocSetContext*>(set->header.nextchild);
+      // The hooks were told this memory was returned when it was recycled.
       UnregisterBlock(set);
-      ReleaseFirstBlock(nullptr, set, set->firstBlockSize);
+      std::free(set);
     }
     list.count = 0;
   }

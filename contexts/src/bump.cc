@@ -6,56 +6,21 @@
 #include <algorithm>
 #include <cstring>
 
-#include "chunk_checking.h"
-#include "memory_context_internal.h"
+#include "bump_impl.h"
 
 namespace grove::mcxt {
 
+using namespace bump;
+
 namespace {
-
-constexpr std::size_t kChunkFraction = 8;  // chunks above maxBlockSize/8 get a dedicated block
-
-#ifdef GROVE_MEMORY_CHECKING
-constexpr std::size_t kBumpHeaderBytes = kChunkHeaderBytes;
-#else
-constexpr std::size_t kBumpHeaderBytes = 0;
-#endif
-
-struct BumpContext;
-struct BumpBlock {
-  BumpContext* context;  // first member: the checking registry reads it
-  BumpBlock* next;
-  std::size_t blksize;
-  bool dedicated;  // holds one large chunk; never reused
-  char* freeptr;
-  char* endptr;
-};
-constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(BumpBlock));
-
-struct BumpContext {
-  MemoryContextData header;
-  std::size_t initBlockSize;
-  std::size_t maxBlockSize;
-  std::size_t nextBlockSize;
-  std::size_t allocChunkLimit;
-  BumpBlock* blocks;     // the head is the current block
-  BumpBlock* retained;   // kept by reset, largest first
-  std::size_t retained_bytes;
-};
-constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(BumpContext));
-
-inline BumpBlock* KeeperBlock(BumpContext* set) {
-  return reinterpret_cast<BumpBlock*>(reinterpret_cast<char*>(set) + kContextHeaderBytes);
-}
-inline char* BlockStart(BumpBlock* block) { return reinterpret_cast<char*>(block) + kBlockHeaderBytes; }
-inline std::size_t FreeSpace(BumpBlock* block) { return static_cast<std::size_t>(block->endptr - block->freeptr); }
-
 inline void* FinishChunk([[maybe_unused]] BumpContext* set, [[maybe_unused]] BumpBlock* block, char* at,
                          [[maybe_unused]] std::size_t size, [[maybe_unused]] std::size_t chunk_size) {
 #ifdef GROVE_MEMORY_CHECKING
   MarkUndefined(at, kBumpHeaderBytes);
   auto* chunk = reinterpret_cast<MemoryChunk*>(at + kRequestedSizeBytes);
-  ChunkSetHeader(chunk, block, 0, kBumpId);
+  // The value records the chunk's size so BumpCheck can walk the block
+  // (dedicated blocks hold one chunk; their size may exceed 30 bits).
+  ChunkSetHeader(chunk, block, block->dedicated ? 0 : static_cast<uint32_t>(chunk_size), kBumpId);
   CheckingOnAlloc(&set->header, chunk, size, chunk_size);
   return ChunkGetPointer(chunk);
 #else
@@ -104,24 +69,7 @@ BumpBlock* NewBlock(BumpContext* set, std::size_t required) {
   return block;
 }
 
-void* BumpAlloc(MemoryContext context, std::size_t size, int flags) {
-  auto* set = reinterpret_cast<BumpContext*>(context);
-  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
-  if (GROVE_UNLIKELY(chunk_size > set->allocChunkLimit)) return AllocLarge(set, size, flags);
-  const std::size_t required = chunk_size + kBumpHeaderBytes;
-  BumpBlock* block = set->blocks;
-  if (GROVE_UNLIKELY(FreeSpace(block) < required)) {
-    block = NewBlock(set, required);
-    if (block == nullptr) return AllocationFailure(context, size, flags);
-  }
-  char* at = block->freeptr;
-  block->freeptr += required;
-#ifndef GROVE_MEMORY_CHECKING
-  return at;
-#else
-  return FinishChunk(set, block, at, size, chunk_size);
-#endif
-}
+void* BumpAlloc(MemoryContext context, std::size_t size, int flags) { return Alloc(context, size, flags); }
 
 [[noreturn]] void Unsupported(const char* what) {
   ereport(ERROR, errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -148,7 +96,7 @@ void BumpCheck([[maybe_unused]] MemoryContext context) {
       }
       if (!CheckingSentinelOk(chunk)) ReportSentinelDamage(context, chunk);
       const std::size_t chunk_size = block->dedicated ? static_cast<std::size_t>(block->endptr - pos) - kBumpHeaderBytes
-                                                      : MaxAlign(ChunkRequestedSize(chunk) + kSentinelRoom);
+                                                      : ChunkValue(chunk);
       pos += kBumpHeaderBytes + chunk_size;
     }
   }
@@ -227,6 +175,25 @@ const MemoryContextMethods kBumpMethods = {
     BumpAlloc, BumpFree, BumpRealloc, BumpReset, BumpDelete, BumpGetChunkContext,
     BumpGetChunkSpace, BumpIsEmpty, BumpStats, BumpCheck, "Bump",
 };
+
+
+namespace bump {
+
+void* AllocSlow(BumpContext* set, std::size_t size, int flags) {
+  const std::size_t chunk_size = MaxAlign(std::max<std::size_t>(size, 1) + kSentinelRoom);
+  if (size > set->allocChunkLimit || chunk_size > set->allocChunkLimit) return AllocLarge(set, size, flags);
+  const std::size_t required = chunk_size + kBumpHeaderBytes;
+  BumpBlock* block = set->blocks;
+  if (FreeSpace(block) < required) {
+    block = NewBlock(set, required);
+    if (block == nullptr) return AllocationFailure(&set->header, size, flags);
+  }
+  char* at = block->freeptr;
+  block->freeptr += required;
+  return FinishChunk(set, block, at, size, chunk_size);
+}
+
+}  // namespace bump
 
 }  // namespace grove::mcxt
 

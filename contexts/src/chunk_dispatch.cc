@@ -2,7 +2,10 @@
 // the method id in the chunk header, after proving the pointer is grove's.
 #include <cstdio>
 
+#include "alloc_set_impl.h"
+#include "generation_impl.h"
 #include "memory_context_internal.h"
+#include "slab_impl.h"
 
 #ifdef GROVE_HAVE_ASAN
 #include <sanitizer/asan_interface.h>
@@ -117,7 +120,20 @@ using namespace mcxt;
 
 void pfree(void* pointer) {
   MemoryChunk* chunk = CheckedChunk(pointer, "pfree");
-  kMethodsById[ChunkMethodId(chunk)]->free_p(pointer);
+  // As in palloc: the allocators' free paths inlined behind a direct switch.
+  switch (const unsigned id = ChunkMethodId(chunk)) {
+    case kAllocSetId:
+      aset::Free(pointer);
+      return;
+    case kGenerationId:
+      generation::Free(pointer);
+      return;
+    case kSlabId:
+      slab::Free(pointer);
+      return;
+    default:
+      kMethodsById[id]->free_p(pointer);
+  }
 }
 
 void* repalloc_extended(void* pointer, std::size_t size, int flags) {

@@ -9,49 +9,13 @@
 #include <algorithm>
 #include <cstring>
 
-#include "chunk_checking.h"
-#include "memory_context_internal.h"
+#include "generation_impl.h"
 
 namespace grove::mcxt {
 
+using namespace generation;
+
 namespace {
-
-constexpr std::size_t kChunkFraction = 8;  // chunks above maxBlockSize/8 get a dedicated block
-
-struct GenerationContext;
-struct GenerationBlock {
-  GenerationContext* context;  // first member: the checking registry reads it
-  GenerationBlock* prev;
-  GenerationBlock* next;
-  std::size_t blksize;
-  std::size_t nchunks;  // chunks carved from this block since it was last empty
-  std::size_t nfree;    // of those, how many were freed
-  char* freeptr;
-  char* endptr;
-};
-constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(GenerationBlock));
-
-struct GenerationContext {
-  MemoryContextData header;
-  std::size_t initBlockSize;
-  std::size_t maxBlockSize;
-  std::size_t nextBlockSize;
-  std::size_t allocChunkLimit;
-  GenerationBlock* block;      // current block, or nullptr
-  GenerationBlock* freeblock;  // an empty block kept for reuse, or nullptr
-  GenerationBlock* blocks;     // every block, newest first
-  GenerationBlock* retained;   // kept by reset, largest first, linked by `next`
-  std::size_t retained_bytes;
-};
-constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(GenerationContext));
-
-inline GenerationBlock* KeeperBlock(GenerationContext* set) {
-  return reinterpret_cast<GenerationBlock*>(reinterpret_cast<char*>(set) + kContextHeaderBytes);
-}
-inline bool IsKeeper(GenerationContext* set, GenerationBlock* block) { return block == KeeperBlock(set); }
-inline char* BlockStart(GenerationBlock* block) { return reinterpret_cast<char*>(block) + kBlockHeaderBytes; }
-inline std::size_t FreeSpace(GenerationBlock* block) { return static_cast<std::size_t>(block->endptr - block->freeptr); }
-
 void MarkEmpty(GenerationBlock* block) {
   WipeMemory(BlockStart(block), static_cast<std::size_t>(block->freeptr - BlockStart(block)));
   block->nchunks = 0;
@@ -127,63 +91,15 @@ GenerationBlock* NextBlock(GenerationContext* set, std::size_t required) {
   return block;
 }
 
-void* GenerationAlloc(MemoryContext context, std::size_t size, int flags) {
-  auto* set = reinterpret_cast<GenerationContext*>(context);
-  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
-  if (GROVE_UNLIKELY(chunk_size > set->allocChunkLimit)) return AllocLarge(set, size, flags);
-  const std::size_t required = chunk_size + kChunkHeaderBytes;
-  GenerationBlock* block = set->block;
-  if (GROVE_UNLIKELY(block == nullptr || FreeSpace(block) < required)) {
-    block = NextBlock(set, required);
-    if (block == nullptr) return AllocationFailure(context, size, flags);
-    set->block = block;
-  }
-  MarkUndefined(block->freeptr, kChunkHeaderBytes);
-  auto* chunk = reinterpret_cast<MemoryChunk*>(block->freeptr + kRequestedSizeBytes);
-  block->freeptr += required;
-  ++block->nchunks;
-  ChunkSetHeader(chunk, block, static_cast<uint32_t>(chunk_size), kGenerationId);
-  CheckingOnAlloc(context, chunk, size, chunk_size);
-  return ChunkGetPointer(chunk);
-}
-
-inline std::size_t ChunkDataSize(MemoryChunk* chunk, GenerationBlock* block) {
-  if (ChunkIsExternal(chunk)) return static_cast<std::size_t>(block->endptr - static_cast<char*>(ChunkGetPointer(chunk)));
-  return ChunkValue(chunk);
-}
-
-void GenerationFree(void* pointer) {
-  MemoryChunk* chunk = PointerGetChunk(pointer);
-  auto* block = static_cast<GenerationBlock*>(ChunkGetBlock(chunk));
-  GenerationContext* set = block->context;
-  CheckingOnFree(&set->header, chunk, ChunkDataSize(chunk, block));
-  ++block->nfree;
-  if (block->nfree < block->nchunks) return;
-
-  // The block is empty.
-  if (IsKeeper(set, block) || block == set->block) {
-    MarkEmpty(block);
-    return;
-  }
-  if (set->freeblock == nullptr && !ChunkIsExternal(chunk)) {
-    MarkEmpty(block);
-    set->freeblock = block;
-    return;
-  }
-  if (set->freeblock == block) {
-    MarkEmpty(block);
-    return;
-  }
-  UnlinkBlock(set, block);
-  ReleaseBlock(&set->header, block, block->blksize);
-}
+void* GenerationAlloc(MemoryContext context, std::size_t size, int flags) { return Alloc(context, size, flags); }
+void GenerationFree(void* pointer) { Free(pointer); }
 
 void* GenerationRealloc(void* pointer, std::size_t size, int flags) {
   MemoryChunk* chunk = PointerGetChunk(pointer);
   auto* block = static_cast<GenerationBlock*>(ChunkGetBlock(chunk));
   GenerationContext* set = block->context;
   const std::size_t old_size = ChunkDataSize(chunk, block);
-  if (size + kSentinelRoom <= old_size) {
+  if (size <= old_size && old_size - size >= kSentinelRoom) {
     CheckingOnResize(&set->header, chunk, size, old_size);
     return pointer;
   }
@@ -305,6 +221,42 @@ const MemoryContextMethods kGenerationMethods = {
     GenerationDelete, GenerationGetChunkContext, GenerationGetChunkSpace,
     GenerationIsEmpty, GenerationStats, GenerationCheck,  "Generation",
 };
+
+
+namespace generation {
+
+void* AllocSlow(GenerationContext* set, std::size_t size, int flags) {
+  const std::size_t chunk_size = MaxAlign(size + kSentinelRoom);
+  if (size > set->allocChunkLimit || chunk_size > set->allocChunkLimit) return AllocLarge(set, size, flags);
+  const std::size_t required = chunk_size + kChunkHeaderBytes;
+  GenerationBlock* block = set->block;
+  if (block == nullptr || FreeSpace(block) < required) {
+    block = NextBlock(set, required);
+    if (block == nullptr) return AllocationFailure(&set->header, size, flags);
+    set->block = block;
+  }
+  return Alloc(&set->header, size, flags);
+}
+
+void BlockEmptied(GenerationContext* set, GenerationBlock* block, MemoryChunk* chunk) {
+  if (IsKeeper(set, block) || block == set->block) {
+    MarkEmpty(block);
+    return;
+  }
+  if (set->freeblock == nullptr && !ChunkIsExternal(chunk)) {
+    MarkEmpty(block);
+    set->freeblock = block;
+    return;
+  }
+  if (set->freeblock == block) {
+    MarkEmpty(block);
+    return;
+  }
+  UnlinkBlock(set, block);
+  ReleaseBlock(&set->header, block, block->blksize);
+}
+
+}  // namespace generation
 
 void* CreationFailure(MemoryContext parent, const char* name, std::size_t size);
 void ValidateBlockSizes(const char* name, std::size_t minContextSize, std::size_t initBlockSize,

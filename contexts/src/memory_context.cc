@@ -7,8 +7,12 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "alloc_set_impl.h"
+#include "bump_impl.h"
+#include "generation_impl.h"
 #include "grove/contexts/testing.h"
 #include "memory_context_internal.h"
+#include "slab_impl.h"
 
 namespace grove {
 
@@ -64,6 +68,25 @@ struct ThreadTeardown {
   }
 };
 thread_local ThreadTeardown thread_teardown;
+
+// Every allocation enters here. The four allocators' fast paths are inlined
+// behind a switch on the context's method id: a direct, well-predicted
+// branch instead of an indirect call into each allocator.
+inline void* AllocDispatch(MemoryContext context, std::size_t size, int flags) {
+  context->isReset = false;
+  switch (context->method_id) {
+    case kAllocSetId:
+      return aset::Alloc(context, size, flags);
+    case kGenerationId:
+      return generation::Alloc(context, size, flags);
+    case kSlabId:
+      return slab::Alloc(context, size, flags);
+    case kBumpId:
+      return bump::Alloc(context, size, flags);
+    default:
+      return context->methods->alloc(context, size, flags);
+  }
+}
 
 MemoryContext CurrentOrInit() {
   MemoryContextInit();
@@ -244,21 +267,16 @@ bool SetDumpStatsOnOutOfMemory(bool on) noexcept { return dump_stats_on_oom.exch
 
 // --- allocation --------------------------------------------------------------------
 
-void* MemoryContextAlloc(MemoryContext context, std::size_t size) {
-  context->isReset = false;
-  return context->methods->alloc(context, size, 0);
-}
+void* MemoryContextAlloc(MemoryContext context, std::size_t size) { return AllocDispatch(context, size, 0); }
 
 void* MemoryContextAllocZero(MemoryContext context, std::size_t size) {
-  context->isReset = false;
-  void* p = context->methods->alloc(context, size, 0);
+  void* p = AllocDispatch(context, size, 0);
   std::memset(p, 0, size);
   return p;
 }
 
 void* MemoryContextAllocExtended(MemoryContext context, std::size_t size, int flags) {
-  context->isReset = false;
-  void* p = context->methods->alloc(context, size, flags);
+  void* p = AllocDispatch(context, size, flags);
   if (p == nullptr) return nullptr;
   if (flags & MCXT_ALLOC_ZERO) std::memset(p, 0, size);
   return p;
@@ -271,8 +289,7 @@ void* MemoryContextAllocHuge(MemoryContext context, std::size_t size) {
 void* palloc(std::size_t size) {
   MemoryContext context = CurrentMemoryContext;
   if (GROVE_UNLIKELY(context == nullptr)) context = CurrentOrInit();
-  context->isReset = false;
-  return context->methods->alloc(context, size, 0);
+  return AllocDispatch(context, size, 0);
 }
 
 void* palloc0(std::size_t size) {

@@ -8,49 +8,13 @@
 #include <algorithm>
 #include <cstring>
 
-#include "chunk_checking.h"
-#include "memory_context_internal.h"
+#include "slab_impl.h"
 
 namespace grove::mcxt {
 
+using namespace slab;
+
 namespace {
-
-// blocklist[0]: full blocks; [1..]: blocks by ceil(nfree / 2^shift), fuller first.
-constexpr int kBlocklistCount = 3;
-constexpr int kMaxEmptyBlocks = 10;
-
-struct SlabContext;
-struct SlabBlock {
-  SlabContext* slab;  // first member: the checking registry reads it
-  SlabBlock* prev;
-  SlabBlock* next;
-  int nfree;            // free slots (on the free list or never used)
-  int nunused;          // slots never handed out, at `unused` onward
-  MemoryChunk* freehead;  // free list of returned slots
-  char* unused;
-};
-constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(SlabBlock));
-
-struct SlabContext {
-  MemoryContextData header;
-  std::size_t chunkSize;      // what callers ask for
-  std::size_t fullChunkSize;  // slot size: header(s) + data, MAXALIGNed
-  std::size_t blockSize;
-  int chunksPerBlock;
-  int blocklistShift;
-  int curBlocklistIndex;  // lowest non-empty list >= 1, or 0 when no block has room
-  int nemptyblocks;
-  SlabBlock* emptyblocks;  // linked by next
-  SlabBlock* blocklist[kBlocklistCount];
-};
-constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(SlabContext));
-
-inline std::size_t DataSize(SlabContext* slab) { return slab->fullChunkSize - kChunkHeaderBytes; }
-inline int BlocklistIndex(SlabContext* slab, int nfree) { return -((-nfree) >> slab->blocklistShift); }
-inline char* FirstSlot(SlabBlock* block) { return reinterpret_cast<char*>(block) + kBlockHeaderBytes; }
-inline MemoryChunk* SlotChunk(char* slot) { return reinterpret_cast<MemoryChunk*>(slot + kRequestedSizeBytes); }
-inline MemoryChunk** LinkOf(MemoryChunk* chunk) { return static_cast<MemoryChunk**>(ChunkGetPointer(chunk)); }
-
 void ListPush(SlabContext* slab, int idx, SlabBlock* block) {
   block->prev = nullptr;
   block->next = slab->blocklist[idx];
@@ -91,82 +55,18 @@ void InitBlock(SlabContext* slab, SlabBlock* block) {
           errdetail("Every chunk of this context is %zu bytes.", slab->chunkSize));
 }
 
-void* SlabAlloc(MemoryContext context, std::size_t size, int flags) {
-  auto* slab = reinterpret_cast<SlabContext*>(context);
-  if (GROVE_UNLIKELY(size != slab->chunkSize)) WrongSize(slab, size, "alloc");
-  SlabBlock* block;
-  if (GROVE_UNLIKELY(slab->curBlocklistIndex == 0)) {
-    block = slab->emptyblocks;
-    if (block != nullptr) {
-      slab->emptyblocks = block->next;
-      --slab->nemptyblocks;
-    } else {
-      void* raw = AcquireBlock(context, slab->blockSize);
-      if (raw == nullptr) return AllocationFailure(context, size, flags);
-      block = static_cast<SlabBlock*>(raw);
-    }
-    InitBlock(slab, block);
-    const int idx = BlocklistIndex(slab, block->nfree);
-    ListPush(slab, idx, block);
-    slab->curBlocklistIndex = idx;
-  }
-  const int cur = slab->curBlocklistIndex;
-  block = slab->blocklist[cur];
+void* SlabAlloc(MemoryContext context, std::size_t size, int flags) { return Alloc(context, size, flags); }
+void SlabFree(void* pointer) { Free(pointer); }
 
-  MemoryChunk* chunk = block->freehead;
-  if (chunk != nullptr) {
-    MarkDefined(LinkOf(chunk), sizeof(MemoryChunk*));
-    block->freehead = *LinkOf(chunk);
-  } else {
-    MarkUndefined(block->unused, kChunkHeaderBytes);
-    chunk = SlotChunk(block->unused);
-    block->unused += slab->fullChunkSize;
-    --block->nunused;
-    ChunkSetHeader(chunk, block, 0, kSlabId);
+// Only block with room? Then keeping it where it is beats parking it on the
+// empty list, from which the next allocation would fetch it straight back (a
+// single live chunk would otherwise churn the block on every pfree).
+bool OnlyBlockWithRoom(SlabContext* s, SlabBlock* block) {
+  for (int i = 1; i < kBlocklistCount; ++i) {
+    SlabBlock* head = s->blocklist[i];
+    if (head != nullptr && (head != block || block->next != nullptr)) return false;
   }
-  --block->nfree;
-  const int idx = BlocklistIndex(slab, block->nfree);
-  if (idx != cur) {
-    ListRemove(slab, cur, block);
-    ListPush(slab, idx, block);
-    if (slab->blocklist[cur] == nullptr) RecomputeCurrent(slab);
-  }
-  CheckingOnAlloc(context, chunk, size, DataSize(slab));
-  return ChunkGetPointer(chunk);
-}
-
-void SlabFree(void* pointer) {
-  MemoryChunk* chunk = PointerGetChunk(pointer);
-  auto* block = static_cast<SlabBlock*>(ChunkGetBlock(chunk));
-  SlabContext* slab = block->slab;
-  CheckingOnFree(&slab->header, chunk, DataSize(slab));
-  MarkUndefined(LinkOf(chunk), sizeof(MemoryChunk*));
-  *LinkOf(chunk) = block->freehead;
-  MarkNoAccess(LinkOf(chunk), sizeof(MemoryChunk*));
-  block->freehead = chunk;
-
-  const int old_idx = BlocklistIndex(slab, block->nfree);
-  ++block->nfree;
-  if (block->nfree == slab->chunksPerBlock) {
-    ListRemove(slab, old_idx, block);
-    if (slab->nemptyblocks < kMaxEmptyBlocks) {
-      block->next = slab->emptyblocks;
-      slab->emptyblocks = block;
-      ++slab->nemptyblocks;
-    } else {
-      ReleaseBlock(&slab->header, block, slab->blockSize);
-    }
-    if (slab->blocklist[old_idx] == nullptr && old_idx == slab->curBlocklistIndex) RecomputeCurrent(slab);
-    return;
-  }
-  const int idx = BlocklistIndex(slab, block->nfree);
-  if (idx != old_idx) {
-    ListRemove(slab, old_idx, block);
-    ListPush(slab, idx, block);
-    if (slab->curBlocklistIndex == 0 || idx < slab->curBlocklistIndex ||
-        (slab->blocklist[old_idx] == nullptr && old_idx == slab->curBlocklistIndex))
-      RecomputeCurrent(slab);
-  }
+  return true;
 }
 
 void* SlabRealloc(void* pointer, std::size_t size, int) {
@@ -219,8 +119,9 @@ void SlabCheck([[maybe_unused]] MemoryContext context) {
 
 void ReleaseAll(SlabContext* slab, bool keep_empty) {
   SlabCheck(&slab->header);
-  const std::size_t keep_limit =
-      keep_empty ? std::min<std::size_t>(kMaxEmptyBlocks, slab->header.retain_bytes / slab->blockSize) : 0;
+  // A reset keeps up to retain_bytes of blocks as empty blocks (pfree alone
+  // keeps at most kMaxEmptyBlocks).
+  const std::size_t keep_limit = keep_empty ? slab->header.retain_bytes / slab->blockSize : 0;
   ForEachBlockInUse(slab, [&](SlabBlock* block) {
     if (static_cast<std::size_t>(slab->nemptyblocks) < keep_limit) {
       WipeMemory(FirstSlot(block), static_cast<std::size_t>(slab->chunksPerBlock) * slab->fullChunkSize);
@@ -272,6 +173,59 @@ const MemoryContextMethods kSlabMethods = {
     SlabAlloc, SlabFree, SlabRealloc, SlabReset, SlabDelete, SlabGetChunkContext,
     SlabGetChunkSpace, SlabIsEmpty, SlabStats, SlabCheck, "Slab",
 };
+
+
+namespace slab {
+
+void* AllocSlow(SlabContext* s, std::size_t size, int flags) {
+  if (size != s->chunkSize) WrongSize(s, size, "alloc");
+  if (s->curBlocklistIndex == 0) {
+    SlabBlock* block = s->emptyblocks;
+    if (block != nullptr) {
+      s->emptyblocks = block->next;
+      --s->nemptyblocks;
+    } else {
+      void* raw = AcquireBlock(&s->header, s->blockSize);
+      if (raw == nullptr) return AllocationFailure(&s->header, size, flags);
+      block = static_cast<SlabBlock*>(raw);
+    }
+    InitBlock(s, block);
+    const int idx = BlocklistIndex(s, block->nfree);
+    ListPush(s, idx, block);
+    s->curBlocklistIndex = idx;
+  }
+  return Alloc(&s->header, size, flags);
+}
+
+void Refile(SlabContext* s, SlabBlock* block, int cur) {
+  const int idx = BlocklistIndex(s, block->nfree);
+  ListRemove(s, cur, block);
+  ListPush(s, idx, block);
+  if (s->blocklist[cur] == nullptr) RecomputeCurrent(s);
+}
+
+void Relist(SlabContext* s, SlabBlock* block, int old_idx) {
+  if (block->nfree == s->chunksPerBlock && !OnlyBlockWithRoom(s, block)) {
+    ListRemove(s, old_idx, block);
+    if (s->nemptyblocks < kMaxEmptyBlocks) {
+      block->next = s->emptyblocks;
+      s->emptyblocks = block;
+      ++s->nemptyblocks;
+    } else {
+      ReleaseBlock(&s->header, block, s->blockSize);
+    }
+    if (s->blocklist[old_idx] == nullptr && old_idx == s->curBlocklistIndex) RecomputeCurrent(s);
+    return;
+  }
+  const int idx = BlocklistIndex(s, block->nfree);
+  if (idx != old_idx) {
+    ListRemove(s, old_idx, block);
+    ListPush(s, idx, block);
+  }
+  RecomputeCurrent(s);
+}
+
+}  // namespace slab
 
 }  // namespace grove::mcxt
 

@@ -47,7 +47,9 @@ int main(int argc, char** argv) {
   MemoryContextSetLimit(operator_cxt, 64 * 1024 * 1024);  // the whole operator: at most 64 MiB
   MemoryContext row_cxt = AllocSetContextCreate(operator_cxt, "PerRow", ALLOCSET_SMALL_SIZES);
 
-  // The aggregation state lives in the operator's context through pmr.
+  {
+  // The aggregation state lives in the operator's context through pmr. It
+  // must be destroyed before the context is: the scope ends first.
   ContextMemoryResource resource(operator_cxt);
   std::pmr::unordered_map<std::pmr::string, long> sums(&resource);
 
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
   }
   std::printf("rows %ld rejected %ld keys %zu operator bytes %zu\n", rows, rejected, sums.size(),
               MemoryContextMemAllocated(operator_cxt, true));
-  sums = {};  // the map's memory goes back before its context does
+  }
   MemoryContextDelete(operator_cxt);
   return 0;
 }
