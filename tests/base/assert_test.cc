@@ -38,6 +38,7 @@ TEST(AssertDeathTest, FailedAssertAborts) {
   if (!GROVE_ASSERT_CHECKING_ENABLED) GTEST_SKIP() << "Assert() is compiled out in this build";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   volatile int one = 1;
+  (void)one;  // unused when Assert() is compiled out
   EXPECT_DEATH(Assert(one == 2), "TRAP: failed Assert\\(\"one == 2\"\\)");
 }
 

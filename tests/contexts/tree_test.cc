@@ -378,6 +378,27 @@ TEST_F(TreeTest, DeleteAncestorOfCurrentIsAnError) {
   MemoryContextSwitchTo(old);
 }
 
+// Resetting (or deleting the children of) an ancestor of the current
+// context would delete the current context: an ERROR, and nothing changes.
+TEST_F(TreeTest, ResetOfAncestorOfCurrentIsAnError) {
+  Recorder rec;
+  MemoryContext child = AllocSetContextCreate(root_, "child", ALLOCSET_SMALL_SIZES);
+  MemoryContext leaf = AllocSetContextCreate(child, "leaf", ALLOCSET_SMALL_SIZES);
+  void* p = MemoryContextAlloc(leaf, 64);
+  Fill(p, 64, 3);
+  rec.Register(leaf, 1);
+  MemoryContext old = MemoryContextSwitchTo(leaf);
+  EXPECT_TRUE(CatchError([&] { MemoryContextReset(root_); }).has_value());
+  EXPECT_TRUE(CatchError([&] { MemoryContextDeleteChildren(child); }).has_value());
+  EXPECT_EQ(CurrentMemoryContext, leaf);
+  EXPECT_EQ(MemoryContextGetParent(leaf), child);
+  EXPECT_TRUE(Intact(p, 64, 3));
+  EXPECT_TRUE(rec.order.empty()) << "no callback ran";
+  MemoryContextSwitchTo(old);
+  MemoryContextReset(root_);
+  EXPECT_EQ(rec.order, (std::vector<int>{1}));
+}
+
 // TopMemoryContext cannot be deleted.
 TEST_F(TreeTest, DeleteTopMemoryContextIsAnError) {
   EXPECT_TRUE(CatchError([] { MemoryContextDelete(TopMemoryContext); }).has_value());
