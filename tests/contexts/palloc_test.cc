@@ -38,6 +38,29 @@ TEST_F(ContextTest, MemoryContextAllocFamilyUsesNamedContext) {
   MemoryContextDelete(c);
 }
 
+// palloc through CurrentMemoryContext marks the context as used, so that a
+// reset really frees (every allocator; retention 0 so that the reset returns
+// to the allocation right after creation).
+TEST_F(ContextTest, PallocThenResetFrees) {
+  for (Kind k : AllKinds()) {
+    SCOPED_TRACE(KindName(k));
+    MemoryContext c = CreateContext(k, TopMemoryContext, "palloc then reset", 48);
+    MemoryContextSetRetention(c, 0);
+    const std::size_t initial = MemoryContextMemAllocated(c, false);
+    EXPECT_TRUE(MemoryContextIsEmpty(c));
+    MemoryContext old = MemoryContextSwitchTo(c);
+    for (int i = 0; i < 2000; ++i) palloc(48);
+    if (KindAnySize(k)) palloc(200000);
+    MemoryContextSwitchTo(old);
+    EXPECT_FALSE(MemoryContextIsEmpty(c));
+    EXPECT_GT(MemoryContextMemAllocated(c, false), initial);
+    MemoryContextReset(c);
+    EXPECT_TRUE(MemoryContextIsEmpty(c));
+    EXPECT_EQ(MemoryContextMemAllocated(c, false), initial);
+    MemoryContextDelete(c);
+  }
+}
+
 // An alignment that is not a power of two, zero, or above 1 GiB is an ERROR.
 TEST_F(ContextTest, InvalidAlignmentIsAnError) {
   MemoryContext c = AllocSetContextCreate(TopMemoryContext, "align", ALLOCSET_SMALL_SIZES);
