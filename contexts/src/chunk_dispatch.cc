@@ -121,10 +121,12 @@ using namespace mcxt;
 void pfree(void* pointer) {
   MemoryChunk* chunk = CheckedChunk(pointer, "pfree");
   // As in palloc: the allocators' free paths inlined behind a direct switch.
-  switch (const unsigned id = ChunkMethodId(chunk)) {
-    case kAllocSetId:
-      aset::Free(pointer);
-      return;
+  const unsigned id = ChunkMethodId(chunk);
+  if (GROVE_LIKELY(id == kAllocSetId)) {  // the common case first
+    aset::Free(pointer);
+    return;
+  }
+  switch (id) {
     case kGenerationId:
       generation::Free(pointer);
       return;

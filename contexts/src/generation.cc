@@ -58,9 +58,31 @@ void* AllocLarge(GenerationContext* set, std::size_t size, int flags) {
   return ChunkGetPointer(chunk);
 }
 
+constexpr std::size_t kRewindBytes = 4096;
+
+// Whether a block is a dedicated one (never current, but be exact).
+bool ChunkIsExternalBlock(GenerationBlock* block) {
+  return block->nchunks > 0 &&
+         ChunkIsExternal(reinterpret_cast<MemoryChunk*>(BlockStart(block) + kRequestedSizeBytes));
+}
+
 // A block with room for `required` bytes: the spare, the keeper if empty, a
 // retained block, or a new one.
 GenerationBlock* NextBlock(GenerationContext* set, std::size_t required) {
+  GenerationBlock* current = set->block;
+  if (current != nullptr && current->nfree == current->nchunks && !ChunkIsExternalBlock(current)) {
+    // Everything carved from the current block was freed: start it over.
+    MarkEmpty(current);
+    if (FreeSpace(current) >= required) return current;
+    // Too small for this request: keep it as the spare, or give it back.
+    if (set->freeblock == nullptr) {
+      set->freeblock = current;
+    } else if (!IsKeeper(set, current) && set->freeblock != current) {
+      UnlinkBlock(set, current);
+      ReleaseBlock(&set->header, current, current->blksize);
+    }
+    set->block = nullptr;
+  }
   if (set->freeblock != nullptr && FreeSpace(set->freeblock) >= required) {
     GenerationBlock* b = set->freeblock;
     set->freeblock = nullptr;
@@ -239,7 +261,16 @@ void* AllocSlow(GenerationContext* set, std::size_t size, int flags) {
 }
 
 void BlockEmptied(GenerationContext* set, GenerationBlock* block, MemoryChunk* chunk) {
-  if (IsKeeper(set, block) || block == set->block) {
+  // The current block is rewound only once it has carved kRewindBytes.
+  // Rewinding at every emptying would make the next palloc wait on this
+  // pfree's store to freeptr, serializing small alloc/free pairs through
+  // memory; never rewinding (until the block runs out) would walk a batch
+  // workload through cold memory instead of reusing what is warm.
+  if (block == set->block) {
+    if (static_cast<std::size_t>(block->freeptr - BlockStart(block)) >= kRewindBytes) MarkEmpty(block);
+    return;
+  }
+  if (IsKeeper(set, block)) {
     MarkEmpty(block);
     return;
   }

@@ -93,6 +93,12 @@ MemoryContext CurrentOrInit() {
   return CurrentMemoryContext;
 }
 
+// The first palloc of a thread: out of line, so that palloc itself needs no
+// stack frame (the fast path then has no prologue at all).
+[[gnu::noinline, gnu::cold]] void* PallocFirstOnThread(std::size_t size) {
+  return AllocDispatch(CurrentOrInit(), size, 0);
+}
+
 void CallResetCallbacks(MemoryContext context) {
   // Each callback is unlinked before it runs, so one that resets the context
   // again (or registers another) cannot run twice.
@@ -288,7 +294,7 @@ void* MemoryContextAllocHuge(MemoryContext context, std::size_t size) {
 
 void* palloc(std::size_t size) {
   MemoryContext context = CurrentMemoryContext;
-  if (GROVE_UNLIKELY(context == nullptr)) context = CurrentOrInit();
+  if (GROVE_UNLIKELY(context == nullptr)) return PallocFirstOnThread(size);
   return AllocDispatch(context, size, 0);
 }
 

@@ -15,33 +15,8 @@ namespace grove::mcxt {
 using namespace slab;
 
 namespace {
-void ListPush(SlabContext* slab, int idx, SlabBlock* block) {
-  block->prev = nullptr;
-  block->next = slab->blocklist[idx];
-  if (block->next != nullptr) block->next->prev = block;
-  slab->blocklist[idx] = block;
-}
-
-void ListRemove(SlabContext* slab, int idx, SlabBlock* block) {
-  if (block->prev != nullptr)
-    block->prev->next = block->next;
-  else
-    slab->blocklist[idx] = block->next;
-  if (block->next != nullptr) block->next->prev = block->prev;
-}
-
-void RecomputeCurrent(SlabContext* slab) {
-  slab->curBlocklistIndex = 0;
-  for (int i = 1; i < kBlocklistCount; ++i) {
-    if (slab->blocklist[i] != nullptr) {
-      slab->curBlocklistIndex = i;
-      return;
-    }
-  }
-}
-
 void InitBlock(SlabContext* slab, SlabBlock* block) {
-  block->slab = slab;
+  block->slab = slab;  // (all_prev/all_next are set by the caller)
   block->nfree = slab->chunksPerBlock;
   block->nunused = slab->chunksPerBlock;
   block->freehead = nullptr;
@@ -58,8 +33,8 @@ void InitBlock(SlabContext* slab, SlabBlock* block) {
 void* SlabAlloc(MemoryContext context, std::size_t size, int flags) { return Alloc(context, size, flags); }
 void SlabFree(void* pointer) { Free(pointer); }
 
-// Only block with room? Then keeping it where it is beats parking it on the
-// empty list, from which the next allocation would fetch it straight back (a
+// No other block with room? Then keeping this emptied block on its list
+// beats parking it, as the next allocation would fetch it straight back (a
 // single live chunk would otherwise churn the block on every pfree).
 bool OnlyBlockWithRoom(SlabContext* s, SlabBlock* block) {
   for (int i = 1; i < kBlocklistCount; ++i) {
@@ -86,21 +61,40 @@ std::size_t SlabGetChunkSpace(void* pointer) {
 
 bool SlabIsEmpty(MemoryContext context) { return context->isReset; }
 
+// Every block held, parked empty ones included.
 template <typename F>
-void ForEachBlockInUse(SlabContext* slab, F f) {
-  for (int i = 0; i < kBlocklistCount; ++i) {
-    for (SlabBlock* block = slab->blocklist[i]; block != nullptr;) {
-      SlabBlock* next = block->next;  // f may release the block
-      f(block);
-      block = next;
-    }
+void ForEachBlock(SlabContext* slab, F f) {
+  for (SlabBlock* block = slab->all; block != nullptr;) {
+    SlabBlock* next = block->all_next;  // f may release the block
+    f(block);
+    block = next;
   }
+}
+
+void AllLink(SlabContext* slab, SlabBlock* block) {
+  block->all_prev = nullptr;
+  block->all_next = slab->all;
+  if (slab->all != nullptr) slab->all->all_prev = block;
+  slab->all = block;
+}
+
+void AllUnlink(SlabContext* slab, SlabBlock* block) {
+  if (block->all_prev != nullptr)
+    block->all_prev->all_next = block->all_next;
+  else
+    slab->all = block->all_next;
+  if (block->all_next != nullptr) block->all_next->all_prev = block->all_prev;
+}
+
+void Release(SlabContext* slab, SlabBlock* block) {
+  AllUnlink(slab, block);
+  ReleaseBlock(&slab->header, block, slab->blockSize);
 }
 
 void SlabCheck([[maybe_unused]] MemoryContext context) {
 #ifdef GROVE_MEMORY_CHECKING
   auto* slab = reinterpret_cast<SlabContext*>(context);
-  ForEachBlockInUse(slab, [&](SlabBlock* block) {
+  ForEachBlock(slab, [&](SlabBlock* block) {
     const int used_slots = slab->chunksPerBlock - block->nunused;
     int nfree = block->nunused;
     for (int i = 0; i < used_slots; ++i) {
@@ -122,24 +116,23 @@ void ReleaseAll(SlabContext* slab, bool keep_empty) {
   // A reset keeps up to retain_bytes of blocks as empty blocks (pfree alone
   // keeps at most kMaxEmptyBlocks).
   const std::size_t keep_limit = keep_empty ? slab->header.retain_bytes / slab->blockSize : 0;
-  ForEachBlockInUse(slab, [&](SlabBlock* block) {
+  slab->emptyblocks = nullptr;
+  slab->nemptyblocks = 0;
+  ForEachBlock(slab, [&](SlabBlock* block) {
     if (static_cast<std::size_t>(slab->nemptyblocks) < keep_limit) {
       WipeMemory(FirstSlot(block), static_cast<std::size_t>(slab->chunksPerBlock) * slab->fullChunkSize);
+      block->nfree = block->nunused = slab->chunksPerBlock;
+      block->freehead = nullptr;
+      block->unused = FirstSlot(block);
       block->next = slab->emptyblocks;
       slab->emptyblocks = block;
       ++slab->nemptyblocks;
     } else {
-      ReleaseBlock(&slab->header, block, slab->blockSize);
+      Release(slab, block);
     }
   });
   for (int i = 0; i < kBlocklistCount; ++i) slab->blocklist[i] = nullptr;
   slab->curBlocklistIndex = 0;
-  while (static_cast<std::size_t>(slab->nemptyblocks) > keep_limit) {
-    SlabBlock* block = slab->emptyblocks;
-    slab->emptyblocks = block->next;
-    --slab->nemptyblocks;
-    ReleaseBlock(&slab->header, block, slab->blockSize);
-  }
 }
 
 void SlabReset(MemoryContext context) { ReleaseAll(reinterpret_cast<SlabContext*>(context), true); }
@@ -147,6 +140,7 @@ void SlabReset(MemoryContext context) { ReleaseAll(reinterpret_cast<SlabContext*
 void SlabDelete(MemoryContext context) {
   auto* slab = reinterpret_cast<SlabContext*>(context);
   ReleaseAll(slab, false);
+  Assert(slab->all == nullptr);
   ReleaseBlock(context, slab, kContextHeaderBytes);
 }
 
@@ -154,17 +148,16 @@ void SlabStats(MemoryContext context, MemoryContextCounters* counters) {
   auto* slab = reinterpret_cast<SlabContext*>(context);
   counters->nblocks += 1;  // the context node's own allocation
   counters->totalspace += kContextHeaderBytes;
-  ForEachBlockInUse(slab, [&](SlabBlock* block) {
+  ForEachBlock(slab, [&](SlabBlock* block) {
     ++counters->nblocks;
     counters->totalspace += slab->blockSize;
-    counters->freechunks += static_cast<std::size_t>(block->nfree);
-    counters->freespace += static_cast<std::size_t>(block->nfree) * slab->fullChunkSize;
+    if (block->nfree == slab->chunksPerBlock) {
+      counters->freespace += slab->blockSize;
+    } else {
+      counters->freechunks += static_cast<std::size_t>(block->nfree);
+      counters->freespace += static_cast<std::size_t>(block->nfree) * slab->fullChunkSize;
+    }
   });
-  for (SlabBlock* block = slab->emptyblocks; block != nullptr; block = block->next) {
-    ++counters->nblocks;
-    counters->totalspace += slab->blockSize;
-    counters->freespace += slab->blockSize;
-  }
 }
 
 }  // namespace
@@ -188,6 +181,7 @@ void* AllocSlow(SlabContext* s, std::size_t size, int flags) {
       void* raw = AcquireBlock(&s->header, s->blockSize);
       if (raw == nullptr) return AllocationFailure(&s->header, size, flags);
       block = static_cast<SlabBlock*>(raw);
+      AllLink(s, block);
     }
     InitBlock(s, block);
     const int idx = BlocklistIndex(s, block->nfree);
@@ -197,28 +191,42 @@ void* AllocSlow(SlabContext* s, std::size_t size, int flags) {
   return Alloc(&s->header, size, flags);
 }
 
+void RecomputeCurrent(SlabContext* s) {
+  s->curBlocklistIndex = 0;
+  for (int i = 1; i < kBlocklistCount; ++i) {
+    if (s->blocklist[i] != nullptr) {
+      s->curBlocklistIndex = i;
+      return;
+    }
+  }
+}
+
 void Refile(SlabContext* s, SlabBlock* block, int cur) {
-  const int idx = BlocklistIndex(s, block->nfree);
   ListRemove(s, cur, block);
-  ListPush(s, idx, block);
-  if (s->blocklist[cur] == nullptr) RecomputeCurrent(s);
+  ListPush(s, BlocklistIndex(s, block->nfree), block);
+  RecomputeCurrent(s);
 }
 
 void Relist(SlabContext* s, SlabBlock* block, int old_idx) {
+  // old_idx 0: the block was full, so it is on no list (only reached here
+  // when a block holds a single slot; otherwise Free handles it inline).
+  const bool listed = old_idx != 0;
   if (block->nfree == s->chunksPerBlock && !OnlyBlockWithRoom(s, block)) {
-    ListRemove(s, old_idx, block);
+    if (listed) ListRemove(s, old_idx, block);
     if (s->nemptyblocks < kMaxEmptyBlocks) {
       block->next = s->emptyblocks;
       s->emptyblocks = block;
       ++s->nemptyblocks;
     } else {
-      ReleaseBlock(&s->header, block, s->blockSize);
+      Release(s, block);
     }
-    if (s->blocklist[old_idx] == nullptr && old_idx == s->curBlocklistIndex) RecomputeCurrent(s);
+    RecomputeCurrent(s);
     return;
   }
   const int idx = BlocklistIndex(s, block->nfree);
-  if (idx != old_idx) {
+  if (!listed) {
+    ListPush(s, idx, block);
+  } else if (idx != old_idx) {
     ListRemove(s, old_idx, block);
     ListPush(s, idx, block);
   }
@@ -260,6 +268,7 @@ MemoryContext SlabContextCreate(MemoryContext parent, const char* name, std::siz
   slab->curBlocklistIndex = 0;
   slab->nemptyblocks = 0;
   slab->emptyblocks = nullptr;
+  slab->all = nullptr;
   for (auto& list : slab->blocklist) list = nullptr;
   AdoptFirstBlock(&slab->header, slab, kContextHeaderBytes);
   const std::size_t mem = slab->header.mem_allocated;
