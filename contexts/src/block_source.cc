@@ -62,9 +62,11 @@ void* SystemAlloc(MemoryContext limit_start, std::size_t size) {
 }
 
 void SystemFree(MemoryContext limit_start, void* p, std::size_t size) {
+  // Uncharge before freeing: the chain may start at the context whose own
+  // node lives in the block being freed.
+  LimitUncharge(limit_start, size);
   std::free(p);
   if (block_hooks.on_release != nullptr) block_hooks.on_release(size, block_hooks.arg);
-  LimitUncharge(limit_start, size);
 }
 
 }  // namespace
