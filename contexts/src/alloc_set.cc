@@ -41,11 +41,8 @@ thread_local RecycleList recycled[2];
 // a retained block if one is big enough, else a new one from the system.
 AllocBlockData* NewBlock(AllocSetContext* set, std::size_t min_bytes) {
   const std::size_t required = min_bytes + kBlockHeaderBytes;
-  AllocBlockData* block = set->retained;
-  if (block != nullptr && BlockSize(set, block) >= required) {
-    set->retained = block->next;
-    set->retained_bytes -= BlockSize(set, block);
-  } else {
+  AllocBlockData* block = set->retained.TakeIfAtLeast(required);
+  if (block == nullptr) {
     std::size_t blksize = set->nextBlockSize;
     set->nextBlockSize = std::min(set->nextBlockSize * 2, set->maxBlockSize);
     while (blksize < required) blksize <<= 1;
@@ -241,16 +238,6 @@ void AllocSetCheck([[maybe_unused]] MemoryContext context) {
 #endif
 }
 
-// Inserts a block into the retained list, which is kept largest first.
-void Retain(AllocSetContext* set, AllocBlockData* block) {
-  const std::size_t size = BlockSize(set, block);
-  AllocBlockData** link = &set->retained;
-  while (*link != nullptr && BlockSize(set, *link) > size) link = &(*link)->next;
-  block->next = *link;
-  *link = block;
-  set->retained_bytes += size;
-}
-
 void WipeBlock(AllocBlockData* block) {
   WipeMemory(BlockStart(block), static_cast<std::size_t>(block->freeptr - BlockStart(block)));
   block->freeptr = BlockStart(block);
@@ -266,24 +253,14 @@ void ResetBlocks(AllocSetContext* set, bool retain) {
   while (block != nullptr) {
     AllocBlockData* next = block->next;
     if (block != keeper) {
-      const std::size_t size = BlockSize(set, block);
-      if (retain && !IsDedicatedBlock(block) && MayRetain(&set->header, set->retained_bytes, size)) {
+      if (!retain || IsDedicatedBlock(block) || !set->retained.Offer(&set->header, block))
+        ReleaseBlock(&set->header, block, BlockSize(set, block));
+      else
         WipeBlock(block);
-        Retain(set, block);
-      } else {
-        ReleaseBlock(&set->header, block, size);
-      }
     }
     block = next;
   }
-  if (!retain) {
-    while (set->retained != nullptr) {
-      AllocBlockData* r = set->retained;
-      set->retained = r->next;
-      ReleaseBlock(&set->header, r, BlockSize(set, r));
-    }
-    set->retained_bytes = 0;
-  }
+  if (!retain) set->retained.ReleaseAll(&set->header);
   WipeBlock(keeper);
   keeper->prev = keeper->next = nullptr;
   set->blocks = keeper;
@@ -319,11 +296,11 @@ void AllocSetStats(MemoryContext context, MemoryContextCounters* counters) {
     counters->totalspace += BlockSize(set, block);
     counters->freespace += static_cast<std::size_t>(block->endptr - block->freeptr);
   }
-  for (AllocBlockData* block = set->retained; block != nullptr; block = block->next) {
+  set->retained.ForEach([&](AllocBlockData*, std::size_t size) {
     ++counters->nblocks;
-    counters->totalspace += BlockSize(set, block);
-    counters->freespace += BlockSize(set, block);
-  }
+    counters->totalspace += size;
+    counters->freespace += size;
+  });
   for (int fidx = 0; fidx < kNumFreeLists; ++fidx) {
     for (MemoryChunk* chunk = set->freelist[fidx]; chunk != nullptr;) {
       ++counters->freechunks;
@@ -375,10 +352,6 @@ void AllocSetFreeRecycledContexts() {
   }
 }
 
-void* CreationFailure(MemoryContext parent, const char* name, std::size_t size);
-void ValidateBlockSizes(const char* name, std::size_t minContextSize, std::size_t initBlockSize,
-                        std::size_t maxBlockSize);
-
 }  // namespace grove::mcxt
 
 namespace grove {
@@ -426,8 +399,7 @@ MemoryContext AllocSetContextCreate(MemoryContext parent, const char* name, std:
     keeper->prev = keeper->next = nullptr;
     MarkNoAccess(keeper->freeptr, static_cast<std::size_t>(keeper->endptr - keeper->freeptr));
     set->blocks = keeper;
-    set->retained = nullptr;
-    set->retained_bytes = 0;
+    set->retained.Init();
     std::memset(set->freelist, 0, sizeof set->freelist);
     AdoptFirstBlock(&set->header, set, firstBlockSize);
   }

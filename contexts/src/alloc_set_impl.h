@@ -6,6 +6,7 @@
 
 #include "chunk_checking.h"
 #include "memory_context_internal.h"
+#include "retained_blocks.h"
 
 namespace grove::mcxt::aset {
 
@@ -27,6 +28,13 @@ struct AllocBlockData {
 };
 constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(AllocBlockData));
 
+// Retained blocks are never the keeper, so their size is end - start.
+struct AllocBlockSize {
+  std::size_t operator()(const AllocBlockData* block) const {
+    return static_cast<std::size_t>(block->endptr - reinterpret_cast<const char*>(block));
+  }
+};
+
 struct FreeListLink {
   MemoryChunk* next;
 };
@@ -40,8 +48,7 @@ struct AllocSetContext {
   std::size_t nextBlockSize;
   std::size_t allocChunkLimit;
   std::size_t firstBlockSize;  // bytes of the malloc holding this node and the keeper
-  AllocBlockData* retained;    // blocks kept by reset, largest first, linked by `next`
-  std::size_t retained_bytes;
+  RetainedBlocks<AllocBlockData, AllocBlockSize> retained;  // kept by reset for reuse
   int recycle_index;  // shape of recyclable contexts (0: DEFAULT, 1: SMALL), -1 otherwise
 };
 constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(AllocSetContext));

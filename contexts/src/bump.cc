@@ -46,11 +46,8 @@ void* AllocLarge(BumpContext* set, std::size_t size, int flags) {
 }
 
 BumpBlock* NewBlock(BumpContext* set, std::size_t required) {
-  BumpBlock* block = set->retained;
-  if (block != nullptr && block->blksize - kBlockHeaderBytes >= required) {
-    set->retained = block->next;
-    set->retained_bytes -= block->blksize;
-  } else {
+  BumpBlock* block = set->retained.TakeIfAtLeast(required + kBlockHeaderBytes);
+  if (block == nullptr) {
     std::size_t blksize = set->nextBlockSize;
     set->nextBlockSize = std::min(set->nextBlockSize * 2, set->maxBlockSize);
     while (blksize < required + kBlockHeaderBytes) blksize <<= 1;
@@ -103,14 +100,6 @@ void BumpCheck([[maybe_unused]] MemoryContext context) {
 #endif
 }
 
-void Retain(BumpContext* set, BumpBlock* block) {
-  BumpBlock** link = &set->retained;
-  while (*link != nullptr && (*link)->blksize > block->blksize) link = &(*link)->next;
-  block->next = *link;
-  *link = block;
-  set->retained_bytes += block->blksize;
-}
-
 void WipeBlock(BumpBlock* block) {
   WipeMemory(BlockStart(block), static_cast<std::size_t>(block->freeptr - BlockStart(block)));
   block->freeptr = BlockStart(block);
@@ -123,23 +112,14 @@ void ResetBlocks(BumpContext* set, bool retain) {
   for (BumpBlock* block = set->blocks; block != nullptr;) {
     BumpBlock* next = block->next;
     if (block != keeper) {
-      if (retain && !block->dedicated && MayRetain(&set->header, set->retained_bytes, block->blksize)) {
-        WipeBlock(block);
-        Retain(set, block);
-      } else {
+      if (!retain || block->dedicated || !set->retained.Offer(&set->header, block))
         ReleaseBlock(&set->header, block, block->blksize);
-      }
+      else
+        WipeBlock(block);
     }
     block = next;
   }
-  if (!retain) {
-    while (set->retained != nullptr) {
-      BumpBlock* r = set->retained;
-      set->retained = r->next;
-      ReleaseBlock(&set->header, r, r->blksize);
-    }
-    set->retained_bytes = 0;
-  }
+  if (!retain) set->retained.ReleaseAll(&set->header);
   WipeBlock(keeper);
   keeper->next = nullptr;
   set->blocks = keeper;
@@ -162,11 +142,11 @@ void BumpStats(MemoryContext context, MemoryContextCounters* counters) {
     counters->totalspace += block->blksize + (block == keeper ? kContextHeaderBytes : 0);
     counters->freespace += FreeSpace(block);
   }
-  for (BumpBlock* block = set->retained; block != nullptr; block = block->next) {
+  set->retained.ForEach([&](BumpBlock*, std::size_t size) {
     ++counters->nblocks;
-    counters->totalspace += block->blksize;
-    counters->freespace += block->blksize;
-  }
+    counters->totalspace += size;
+    counters->freespace += size;
+  });
 }
 
 }  // namespace
@@ -219,8 +199,7 @@ MemoryContext BumpContextCreate(MemoryContext parent, const char* name, std::siz
   keeper->next = nullptr;
   MarkNoAccess(keeper->freeptr, FreeSpace(keeper));
   set->blocks = keeper;
-  set->retained = nullptr;
-  set->retained_bytes = 0;
+  set->retained.Init();
   set->initBlockSize = initBlockSize;
   set->maxBlockSize = maxBlockSize;
   set->nextBlockSize = initBlockSize;

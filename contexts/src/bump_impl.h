@@ -4,6 +4,7 @@
 
 #include "chunk_checking.h"
 #include "memory_context_internal.h"
+#include "retained_blocks.h"
 
 namespace grove::mcxt::bump {
 
@@ -27,6 +28,10 @@ struct BumpBlock {
 };
 constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(BumpBlock));
 
+struct BumpBlockSize {
+  std::size_t operator()(const BumpBlock* block) const { return block->blksize; }
+};
+
 struct BumpContext {
   MemoryContextData header;
   std::size_t initBlockSize;
@@ -34,8 +39,7 @@ struct BumpContext {
   std::size_t nextBlockSize;
   std::size_t allocChunkLimit;
   BumpBlock* blocks;     // the head is the current block
-  BumpBlock* retained;   // kept by reset, largest first
-  std::size_t retained_bytes;
+  RetainedBlocks<BumpBlock, BumpBlockSize> retained;  // kept by reset for reuse
 };
 constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(BumpContext));
 

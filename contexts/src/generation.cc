@@ -90,11 +90,8 @@ GenerationBlock* NextBlock(GenerationContext* set, std::size_t required) {
   }
   GenerationBlock* keeper = KeeperBlock(set);
   if (keeper->nchunks == 0 && FreeSpace(keeper) >= required && set->block != keeper) return keeper;
-  GenerationBlock* block = set->retained;
-  if (block != nullptr && block->blksize - kBlockHeaderBytes >= required) {
-    set->retained = block->next;
-    set->retained_bytes -= block->blksize;
-  } else {
+  GenerationBlock* block = set->retained.TakeIfAtLeast(required + kBlockHeaderBytes);
+  if (block == nullptr) {
     std::size_t blksize = set->nextBlockSize;
     set->nextBlockSize = std::min(set->nextBlockSize * 2, set->maxBlockSize);
     while (blksize < required + kBlockHeaderBytes) blksize <<= 1;
@@ -169,14 +166,6 @@ void GenerationCheck([[maybe_unused]] MemoryContext context) {
 #endif
 }
 
-void Retain(GenerationContext* set, GenerationBlock* block) {
-  GenerationBlock** link = &set->retained;
-  while (*link != nullptr && (*link)->blksize > block->blksize) link = &(*link)->next;
-  block->next = *link;
-  *link = block;
-  set->retained_bytes += block->blksize;
-}
-
 void ResetBlocks(GenerationContext* set, bool retain) {
   GenerationCheck(&set->header);
   GenerationBlock* keeper = KeeperBlock(set);
@@ -188,23 +177,14 @@ void ResetBlocks(GenerationContext* set, bool retain) {
       const bool dedicated =
           block->nchunks > 0 &&
           ChunkIsExternal(reinterpret_cast<MemoryChunk*>(BlockStart(block) + kRequestedSizeBytes));
-      if (retain && !dedicated && MayRetain(&set->header, set->retained_bytes, block->blksize)) {
-        MarkEmpty(block);
-        Retain(set, block);
-      } else {
+      if (!retain || dedicated || !set->retained.Offer(&set->header, block))
         ReleaseBlock(&set->header, block, block->blksize);
-      }
+      else
+        MarkEmpty(block);
     }
     block = next;
   }
-  if (!retain) {
-    while (set->retained != nullptr) {
-      GenerationBlock* r = set->retained;
-      set->retained = r->next;
-      ReleaseBlock(&set->header, r, r->blksize);
-    }
-    set->retained_bytes = 0;
-  }
+  if (!retain) set->retained.ReleaseAll(&set->header);
   MarkEmpty(keeper);
   keeper->prev = keeper->next = nullptr;
   set->blocks = keeper;
@@ -229,11 +209,11 @@ void GenerationStats(MemoryContext context, MemoryContextCounters* counters) {
     counters->freespace += FreeSpace(block);
     counters->freechunks += block->nfree;
   }
-  for (GenerationBlock* block = set->retained; block != nullptr; block = block->next) {
+  set->retained.ForEach([&](GenerationBlock*, std::size_t size) {
     ++counters->nblocks;
-    counters->totalspace += block->blksize;
-    counters->freespace += block->blksize;
-  }
+    counters->totalspace += size;
+    counters->freespace += size;
+  });
 }
 
 }  // namespace
@@ -289,10 +269,6 @@ void BlockEmptied(GenerationContext* set, GenerationBlock* block, MemoryChunk* c
 
 }  // namespace generation
 
-void* CreationFailure(MemoryContext parent, const char* name, std::size_t size);
-void ValidateBlockSizes(const char* name, std::size_t minContextSize, std::size_t initBlockSize,
-                        std::size_t maxBlockSize);
-
 }  // namespace grove::mcxt
 
 namespace grove {
@@ -319,8 +295,7 @@ MemoryContext GenerationContextCreate(MemoryContext parent, const char* name, st
   set->blocks = keeper;
   set->block = keeper;
   set->freeblock = nullptr;
-  set->retained = nullptr;
-  set->retained_bytes = 0;
+  set->retained.Init();
   set->initBlockSize = initBlockSize;
   set->maxBlockSize = maxBlockSize;
   set->nextBlockSize = initBlockSize;

@@ -4,6 +4,7 @@
 
 #include "chunk_checking.h"
 #include "memory_context_internal.h"
+#include "retained_blocks.h"
 
 namespace grove::mcxt::generation {
 
@@ -23,6 +24,10 @@ struct GenerationBlock {
 };
 constexpr std::size_t kBlockHeaderBytes = MaxAlign(sizeof(GenerationBlock));
 
+struct GenerationBlockSize {
+  std::size_t operator()(const GenerationBlock* block) const { return block->blksize; }
+};
+
 struct GenerationContext {
   MemoryContextData header;
   std::size_t initBlockSize;
@@ -32,8 +37,7 @@ struct GenerationContext {
   GenerationBlock* block;      // current block, or nullptr
   GenerationBlock* freeblock;  // an empty block kept for reuse, or nullptr
   GenerationBlock* blocks;     // every block, newest first
-  GenerationBlock* retained;   // kept by reset, largest first, linked by `next`
-  std::size_t retained_bytes;
+  RetainedBlocks<GenerationBlock, GenerationBlockSize> retained;  // kept by reset for reuse
 };
 constexpr std::size_t kContextHeaderBytes = MaxAlign(sizeof(GenerationContext));
 
