@@ -7,10 +7,6 @@
 #include "memory_context_internal.h"
 #include "slab_impl.h"
 
-#ifdef GROVE_HAVE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
 namespace grove::mcxt {
 
 void BogusPointer(const char* caller, const void* p, const char* why) {
@@ -51,14 +47,6 @@ const MemoryContextMethods kReservedMethods = {
 };
 
 #ifdef GROVE_MEMORY_CHECKING
-bool RegionIsPoisoned([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
-#ifdef GROVE_HAVE_ASAN
-  return __asan_region_is_poisoned(const_cast<void*>(p), n) != nullptr;
-#else
-  return false;
-#endif
-}
-
 // Exact validation: the pointer must lie in a live block of a context, have
 // an intact header of that context's type pointing back into the same block,
 // and (for header-bearing chunks) not be free already. Nothing outside a
@@ -68,7 +56,7 @@ void ValidateChecked(const void* p, const char* caller, int depth) {
   if (!LookupBlock(p, &e)) BogusPointer(caller, p, "It does not point into memory of any memory context.");
   const char* hdr = static_cast<const char*>(p) - kChunkHeaderBytes;
   if (hdr < e.start) BogusPointer(caller, p, "It does not point at the start of a chunk.");
-  if (RegionIsPoisoned(hdr, kChunkHeaderBytes))
+  if (IsNoAccess(hdr, kChunkHeaderBytes))
     BogusPointer(caller, p, "It points into free memory of a memory context (already freed?).");
   MemoryChunk* chunk = PointerGetChunk(p);
   const unsigned id = ChunkMethodId(chunk);

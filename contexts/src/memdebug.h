@@ -50,6 +50,20 @@ inline void MarkDefined([[maybe_unused]] const void* p, [[maybe_unused]] std::si
 #endif
 }
 
+/// Whether any of [p, p+n) is marked inaccessible (freed or unused memory
+/// of a context). Lets pointer validation avoid reading such memory, which
+/// the tools would report. False when no tool is watching.
+inline bool IsNoAccess([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+#ifdef GROVE_HAVE_ASAN
+  if (__asan_region_is_poisoned(const_cast<void*>(p), n) != nullptr) return true;
+#endif
+#ifdef GROVE_HAVE_VALGRIND
+  unsigned char vbits[16];
+  if (n <= sizeof vbits && VALGRIND_GET_VBITS(p, vbits, n) == 3) return true;
+#endif
+  return false;
+}
+
 // Valgrind mempool requests: each context is a pool, each chunk a piece of it.
 inline void PoolCreate([[maybe_unused]] const void* context) {
 #ifdef GROVE_HAVE_VALGRIND
