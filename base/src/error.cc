@@ -91,7 +91,17 @@ MessageSink& DefaultSinkStorage() {
   static MessageSink sink;  // empty: write to stderr
   return sink;
 }
-thread_local MessageSink thread_sink;
+// The thread's sink. A report can be raised late in thread exit (by code
+// that frees memory from a pthread key destructor), after this object is
+// destroyed; `thread_sink_usable` — trivially destructible, so valid for the
+// thread's whole life — says whether it may be touched.
+thread_local bool thread_sink_usable = false;
+struct ThreadSinkSlot {
+  MessageSink sink;
+  ThreadSinkSlot() { thread_sink_usable = true; }
+  ~ThreadSinkSlot() { thread_sink_usable = false; }
+};
+thread_local ThreadSinkSlot thread_sink;
 
 void WriteToStderr(const ErrorData& data) {
   std::string text = data.Format();
@@ -101,8 +111,8 @@ void WriteToStderr(const ErrorData& data) {
 }
 
 void Deliver(const ErrorData& data) {
-  if (thread_sink) {
-    thread_sink(data);
+  if (thread_sink_usable && thread_sink.sink) {
+    thread_sink.sink(data);
     return;
   }
   MessageSink sink;
@@ -216,21 +226,40 @@ int errposition(int cursorpos) {
   return 0;
 }
 
-void errfinish() {
-  // Context callbacks add their lines to this report (innermost first). A
-  // callback that raises an ERROR itself would lose this report; guard by
-  // unhooking the stack while they run.
-  ErrorContextCallback* callbacks = error_context_stack;
-  error_context_stack = nullptr;
-  for (ErrorContextCallback* cb = callbacks; cb != nullptr; cb = cb->previous) cb->callback(cb->arg);
-  error_context_stack = callbacks;
-
-  ErrorData data = Materialize(Top());
+namespace {
+// Pops the innermost report; when none is left in flight, the error memory
+// its text used is given back.
+void PopReport() noexcept {
   --report_depth;
   if (report_depth == 0) {
     error_memory.reset();
     FallbackReset();
   }
+}
+}  // namespace
+
+void errabandon() noexcept {
+  if (report_depth > 0) PopReport();
+}
+
+void errfinish() {
+  // Context callbacks add their lines to this report (innermost first). They
+  // run with the stack unhooked, so that a report they raise themselves does
+  // not call them again; if one throws, that error replaces this report,
+  // which is dropped, and the stack is restored either way.
+  ErrorContextCallback* callbacks = error_context_stack;
+  error_context_stack = nullptr;
+  try {
+    for (ErrorContextCallback* cb = callbacks; cb != nullptr; cb = cb->previous) cb->callback(cb->arg);
+  } catch (...) {
+    error_context_stack = callbacks;
+    PopReport();
+    throw;
+  }
+  error_context_stack = callbacks;
+
+  ErrorData data = Materialize(Top());
+  PopReport();
 
   if (data.elevel >= ERROR && data.elevel < FATAL) throw Error(std::move(data));
   Deliver(data);
@@ -239,8 +268,8 @@ void errfinish() {
 }
 
 MessageSink SetThreadMessageSink(MessageSink sink) {
-  MessageSink old = std::move(thread_sink);
-  thread_sink = std::move(sink);
+  MessageSink old = std::move(thread_sink.sink);
+  thread_sink.sink = std::move(sink);
   return old;
 }
 

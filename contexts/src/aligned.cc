@@ -64,7 +64,7 @@ void NoStats(MemoryContext, MemoryContextCounters*) {}
 
 const MemoryContextMethods kAlignedRedirectMethods = {
     NoAlloc, AlignedFree, AlignedRealloc, NoReset, NoReset, AlignedGetChunkContext,
-    AlignedGetChunkSpace, NoIsEmpty, NoStats, nullptr, "AlignedRedirect",
+    AlignedGetChunkSpace, NoIsEmpty, NoStats, nullptr, NoReset, "AlignedRedirect",
 };
 
 }  // namespace grove::mcxt

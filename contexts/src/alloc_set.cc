@@ -155,11 +155,25 @@ void* AllocSetRealloc(void* pointer, std::size_t size, int flags) {
 #else
     const std::size_t keep = std::min(old_chunk, size);
 #endif
+    // Shrinking keeps the chunk where it is unless that would hold on to
+    // more than twice what is asked for, and never fails: if no new block
+    // can be had, the chunk stays.
+    const bool shrinking = size <= old_chunk - kSentinelRoom;
+    if (shrinking && size >= old_chunk / 2) {
+      CheckingOnResize(&set->header, chunk, size, old_chunk);
+      return pointer;
+    }
     // Allocate-copy-free rather than realloc(): the limit and hook
     // accounting must see the new block before the old one goes, and a
     // failure must leave the old chunk untouched.
     void* raw = AcquireBlock(&set->header, blksize);
-    if (raw == nullptr) return AllocationFailure(&set->header, size, flags);
+    if (raw == nullptr) {
+      if (shrinking) {
+        CheckingOnResize(&set->header, chunk, size, old_chunk);
+        return pointer;
+      }
+      return AllocationFailure(&set->header, size, flags);
+    }
     auto* nblock = static_cast<AllocBlockData*>(raw);
     nblock->aset = set;
     nblock->freeptr = nblock->endptr = static_cast<char*>(raw) + blksize;
@@ -177,7 +191,6 @@ void* AllocSetRealloc(void* pointer, std::size_t size, int flags) {
       set->blocks = nblock;
     if (nblock->next != nullptr) nblock->next->prev = nblock;
     PoolFree(&set->header, pointer);
-    (void)old_chunk;
     ReleaseBlock(&set->header, block, old_blksize);
     return ChunkGetPointer(nchunk);
   }
@@ -215,15 +228,16 @@ void AllocSetCheck([[maybe_unused]] MemoryContext context) {
   auto* set = reinterpret_cast<AllocSetContext*>(context);
   for (AllocBlockData* block = set->blocks; block != nullptr; block = block->next) {
     if (block->aset != set) {
-      elog(WARNING, "problem in alloc set %s: bogus aset link in block %p", context->name, static_cast<void*>(block));
+      CheckWarning(context, "problem in alloc set %s: bogus aset link in block %p", context->name,
+                   static_cast<void*>(block));
       continue;
     }
     char* pos = BlockStart(block);
     while (pos < block->freeptr) {
       auto* chunk = reinterpret_cast<MemoryChunk*>(pos + kRequestedSizeBytes);
       if (ChunkMethodId(chunk) != kAllocSetId || ChunkGetBlock(chunk) != block) {
-        elog(WARNING, "problem in alloc set %s: bad chunk header in block %p at %p", context->name,
-             static_cast<void*>(block), static_cast<void*>(chunk));
+        CheckWarning(context, "problem in alloc set %s: bad chunk header in block %p at %p", context->name,
+                     static_cast<void*>(block), static_cast<void*>(chunk));
         break;
       }
       std::size_t chunk_size;
@@ -265,6 +279,11 @@ void ResetBlocks(AllocSetContext* set, bool retain) {
   keeper->prev = keeper->next = nullptr;
   set->blocks = keeper;
   set->nextBlockSize = set->initBlockSize;
+}
+
+void AllocSetTrim(MemoryContext context) {
+  auto* set = reinterpret_cast<AllocSetContext*>(context);
+  set->retained.ReleaseAll(context);
 }
 
 void AllocSetReset(MemoryContext context) { ResetBlocks(reinterpret_cast<AllocSetContext*>(context), true); }
@@ -319,7 +338,7 @@ void AllocSetStats(MemoryContext context, MemoryContextCounters* counters) {
 const MemoryContextMethods kAllocSetMethods = {
     AllocSetAlloc,      AllocSetFree,    AllocSetRealloc, AllocSetReset,
     AllocSetDelete,     AllocSetGetChunkContext, AllocSetGetChunkSpace,
-    AllocSetIsEmpty,    AllocSetStats,   AllocSetCheck,   "AllocSet",
+    AllocSetIsEmpty,    AllocSetStats,   AllocSetCheck,   AllocSetTrim,   "AllocSet",
 };
 
 

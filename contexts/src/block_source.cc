@@ -73,10 +73,16 @@ void SystemFree(MemoryContext limit_start, void* p, std::size_t size) {
 
 void* AcquireBlock(MemoryContext context, std::size_t size) {
   void* p = SystemAlloc(context->limit_holder, size);
-  if (p != nullptr) {
-    context->mem_allocated += size;
-    RegisterBlock(p, size, context);
+  if (p == nullptr && last_refusing_limit != nullptr && TrimSubtree(last_refusing_limit)) {
+    // The limit counted blocks held only for reuse; they are gone now.
+    p = SystemAlloc(context->limit_holder, size);
   }
+  if (p == nullptr) return nullptr;
+  if (!RegisterBlock(p, size, context)) {
+    SystemFree(context->limit_holder, p, size);
+    return nullptr;
+  }
+  context->mem_allocated += size;
   return p;
 }
 
@@ -93,7 +99,9 @@ void* AcquireFirstBlock(MemoryContext parent, std::size_t size) {
 
 void AdoptFirstBlock(MemoryContext context, void* block, std::size_t size) {
   context->mem_allocated = size;
-  RegisterBlock(block, size, context);
+  // Checking builds only; the registry has no room for one more entry only
+  // when the C++ heap is exhausted too, and pointer checks then fail loudly.
+  (void)RegisterBlock(block, size, context);
 }
 
 void ReleaseFirstBlock(MemoryContext parent, void* block, std::size_t size) {
@@ -114,11 +122,16 @@ Registry& TheRegistry() {
 }
 }  // namespace
 
-void RegisterBlock(const void* start, std::size_t size, MemoryContext owner) {
+bool RegisterBlock(const void* start, std::size_t size, MemoryContext owner) {
   Registry& r = TheRegistry();
   const char* s = static_cast<const char*>(start);
   std::lock_guard<std::mutex> lock(r.mutex);
-  r.blocks[s] = BlockEntry{s, s + size, owner};
+  try {
+    r.blocks[s] = BlockEntry{s, s + size, owner};
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  return true;
 }
 
 void UnregisterBlock(const void* start) {
@@ -146,7 +159,7 @@ bool LookupBlock(const void* p, BlockEntry* entry) {
   return true;
 }
 #else
-void RegisterBlock(const void*, std::size_t, MemoryContext) {}
+bool RegisterBlock(const void*, std::size_t, MemoryContext) { return true; }
 void UnregisterBlock(const void*) {}
 void ReassignBlock(const void*, MemoryContext) {}
 bool LookupBlock(const void*, BlockEntry*) { return true; }

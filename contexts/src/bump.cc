@@ -88,7 +88,8 @@ void BumpCheck([[maybe_unused]] MemoryContext context) {
     while (pos < block->freeptr) {
       auto* chunk = reinterpret_cast<MemoryChunk*>(pos + kRequestedSizeBytes);
       if (ChunkMethodId(chunk) != kBumpId || ChunkGetBlock(chunk) != block) {
-        elog(WARNING, "problem in Bump %s: bad chunk header in block %p", context->name, static_cast<void*>(block));
+        CheckWarning(context, "problem in Bump %s: bad chunk header in block %p", context->name,
+                     static_cast<void*>(block));
         break;
       }
       if (!CheckingSentinelOk(chunk)) ReportSentinelDamage(context, chunk);
@@ -126,6 +127,8 @@ void ResetBlocks(BumpContext* set, bool retain) {
   set->nextBlockSize = set->initBlockSize;
 }
 
+void BumpTrim(MemoryContext context) { reinterpret_cast<BumpContext*>(context)->retained.ReleaseAll(context); }
+
 void BumpReset(MemoryContext context) { ResetBlocks(reinterpret_cast<BumpContext*>(context), true); }
 
 void BumpDelete(MemoryContext context) {
@@ -153,7 +156,7 @@ void BumpStats(MemoryContext context, MemoryContextCounters* counters) {
 
 const MemoryContextMethods kBumpMethods = {
     BumpAlloc, BumpFree, BumpRealloc, BumpReset, BumpDelete, BumpGetChunkContext,
-    BumpGetChunkSpace, BumpIsEmpty, BumpStats, BumpCheck, "Bump",
+    BumpGetChunkSpace, BumpIsEmpty, BumpStats, BumpCheck, BumpTrim, "Bump",
 };
 
 

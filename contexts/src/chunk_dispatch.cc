@@ -16,12 +16,7 @@ void BogusPointer(const char* caller, const void* p, const char* why) {
 }
 
 void ReportSentinelDamage(MemoryContext context, const void* chunk) {
-  if (context == ErrorContext) {
-    // Reporting would format into the context being checked.
-    std::fprintf(stderr, "WARNING:  detected write past chunk end in %s %p\n", context->name, chunk);
-    return;
-  }
-  ereport(WARNING, errmsg("detected write past chunk end in %s %p", context->name, chunk));
+  CheckWarning(context, "detected write past chunk end in %s %p", context->name, chunk);
 }
 
 namespace {
@@ -43,7 +38,7 @@ void ReservedStats(MemoryContext, MemoryContextCounters*) {}
 
 const MemoryContextMethods kReservedMethods = {
     ReservedAlloc, ReservedFree,  ReservedRealloc, ReservedReset, ReservedDelete, ReservedGetContext,
-    ReservedGetSpace, ReservedIsEmpty, ReservedStats, nullptr, "(reserved)",
+    ReservedGetSpace, ReservedIsEmpty, ReservedStats, nullptr, ReservedReset, "(reserved)",
 };
 
 #ifdef GROVE_MEMORY_CHECKING

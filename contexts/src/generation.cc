@@ -149,7 +149,8 @@ void GenerationCheck([[maybe_unused]] MemoryContext context) {
     while (pos < block->freeptr) {
       auto* chunk = reinterpret_cast<MemoryChunk*>(pos + kRequestedSizeBytes);
       if (ChunkMethodId(chunk) != kGenerationId || ChunkGetBlock(chunk) != block) {
-        elog(WARNING, "problem in Generation %s: bad chunk header in block %p", context->name, static_cast<void*>(block));
+        CheckWarning(context, "problem in Generation %s: bad chunk header in block %p", context->name,
+                     static_cast<void*>(block));
         break;
       }
       ++nchunks;
@@ -160,8 +161,8 @@ void GenerationCheck([[maybe_unused]] MemoryContext context) {
       pos += kChunkHeaderBytes + ChunkDataSize(chunk, block);
     }
     if (nchunks != block->nchunks || nfree != block->nfree)
-      elog(WARNING, "problem in Generation %s: block %p counts %zu chunks (%zu free), found %zu (%zu free)",
-           context->name, static_cast<void*>(block), block->nchunks, block->nfree, nchunks, nfree);
+      CheckWarning(context, "problem in Generation %s: block %p counts %zu chunks (%zu free), found %zu (%zu free)",
+                   context->name, static_cast<void*>(block), block->nchunks, block->nfree, nchunks, nfree);
   }
 #endif
 }
@@ -193,6 +194,17 @@ void ResetBlocks(GenerationContext* set, bool retain) {
   set->nextBlockSize = set->initBlockSize;
 }
 
+void GenerationTrim(MemoryContext context) {
+  auto* set = reinterpret_cast<GenerationContext*>(context);
+  set->retained.ReleaseAll(context);
+  GenerationBlock* spare = set->freeblock;
+  if (spare != nullptr && !IsKeeper(set, spare) && spare != set->block) {
+    set->freeblock = nullptr;
+    UnlinkBlock(set, spare);
+    ReleaseBlock(context, spare, spare->blksize);
+  }
+}
+
 void GenerationReset(MemoryContext context) { ResetBlocks(reinterpret_cast<GenerationContext*>(context), true); }
 
 void GenerationDelete(MemoryContext context) {
@@ -221,7 +233,7 @@ void GenerationStats(MemoryContext context, MemoryContextCounters* counters) {
 const MemoryContextMethods kGenerationMethods = {
     GenerationAlloc,  GenerationFree,  GenerationRealloc, GenerationReset,
     GenerationDelete, GenerationGetChunkContext, GenerationGetChunkSpace,
-    GenerationIsEmpty, GenerationStats, GenerationCheck,  "Generation",
+    GenerationIsEmpty, GenerationStats, GenerationCheck,  GenerationTrim, "Generation",
 };
 
 

@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstring>
 
-#if defined(__SANITIZE_ADDRESS__)
+// Poisoning needs the checking build's bookkeeping (CheckingOnAlloc
+// unpoisons what it hands out); an ASan build without it poisons nothing.
+#if defined(__SANITIZE_ADDRESS__) && defined(GROVE_MEMORY_CHECKING)
 #include <sanitizer/asan_interface.h>
 #define GROVE_HAVE_ASAN 1
 #endif

@@ -5,6 +5,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "alloc_set_impl.h"
@@ -33,41 +34,56 @@ std::atomic<bool> dump_stats_on_oom{true};
 
 // ErrorContext is where report text is formatted (see base/error.h). It
 // allocates with NO_OOM from its reserved keeper block; a reset after each
-// report gives the space back.
+// report gives the space back. Neither may throw: a request too large to
+// format is refused (the text is then truncated by the caller).
 void* ErrorMemoryAlloc(std::size_t size) noexcept {
-  if (ErrorContext == nullptr) return nullptr;
-  return MemoryContextAllocExtended(ErrorContext, size, MCXT_ALLOC_NO_OOM);
+  if (ErrorContext == nullptr || size > MaxAllocSize) return nullptr;
+  try {
+    return MemoryContextAllocExtended(ErrorContext, size, MCXT_ALLOC_NO_OOM);
+  } catch (...) {
+    return nullptr;
+  }
 }
 void ErrorMemoryReset() noexcept {
-  if (ErrorContext != nullptr) MemoryContextReset(ErrorContext);
+  if (ErrorContext == nullptr) return;
+  try {
+    MemoryContextResetOnly(ErrorContext);
+  } catch (...) {
+  }
 }
 
-void DeleteOne(MemoryContext context);
+void DeleteTree(MemoryContext root);
 
-// Frees the thread's tree when a thread other than the main one exits. The
-// main thread's tree is left to process exit: objects with static storage
-// may still hold memory in it while they are destroyed.
-struct ThreadTeardown {
-  ~ThreadTeardown() {
-    if (TopMemoryContext == nullptr || gettid() == getpid()) return;
-    SetErrorMemoryHooks(ErrorMemoryHooks{nullptr, nullptr});
-    MemoryContext top = TopMemoryContext;
-    ErrorContext = nullptr;
-    CurrentMemoryContext = nullptr;
-    TopMemoryContext = nullptr;
-    MemoryContext cur = top;
-    for (;;) {
-      while (cur->firstchild != nullptr) cur = cur->firstchild;
-      MemoryContext parent = cur->parent;
-      const bool done = cur == top;
-      DeleteOne(cur);
-      if (done) break;
-      cur = parent;
-    }
-    AllocSetFreeRecycledContexts();
-  }
-};
-thread_local ThreadTeardown thread_teardown;
+// Set while a thread's tree is being freed at thread exit: reports then go
+// straight to stderr, as the thread's message sink may be gone already.
+thread_local bool tearing_down = false;
+
+// Frees the thread's tree when a thread other than the main one exits. It
+// runs as a pthread key destructor, which glibc calls after every C++
+// thread_local destructor of the thread, so thread_local objects that hold
+// contexts can still delete them. A reset callback that allocates again
+// re-creates a tree and re-arms the key; glibc repeats key destructors
+// (PTHREAD_DESTRUCTOR_ITERATIONS times), which frees that one too. The main
+// thread's tree is left to process exit: objects with static storage may
+// still hold memory in it while they are destroyed.
+void TeardownThread(void*) {
+  if (TopMemoryContext == nullptr) return;
+  tearing_down = true;
+  SetErrorMemoryHooks(ErrorMemoryHooks{nullptr, nullptr});
+  MemoryContext top = TopMemoryContext;
+  ErrorContext = nullptr;
+  CurrentMemoryContext = nullptr;
+  TopMemoryContext = nullptr;
+  DeleteTree(top);
+  AllocSetFreeRecycledContexts();
+  tearing_down = false;
+}
+
+pthread_key_t teardown_key;
+pthread_once_t teardown_once = PTHREAD_ONCE_INIT;
+void CreateTeardownKey() {
+  if (pthread_key_create(&teardown_key, &TeardownThread) != 0) std::abort();
+}
 
 // Every allocation enters here. The four allocators' fast paths are inlined
 // behind a switch on the context's method id: a direct, well-predicted
@@ -188,7 +204,8 @@ void CheckContextArg(MemoryContext context, const char* caller) {
 
 void MemoryContextInit() {
   if (TopMemoryContext != nullptr) return;
-  (void)&thread_teardown;  // odr-use: registers the thread's teardown
+  pthread_once(&teardown_once, &CreateTeardownKey);
+  if (gettid() != getpid()) pthread_setspecific(teardown_key, reinterpret_cast<void*>(1));
   TopMemoryContext = AllocSetContextCreate(nullptr, "TopMemoryContext", ALLOCSET_DEFAULT_SIZES);
   CurrentMemoryContext = TopMemoryContext;
   // 8 KiB that are never given back: enough to format any ordinary report
@@ -416,7 +433,13 @@ void MemoryContextDeleteChildren(MemoryContext context) {
             errmsg("cannot delete the children of memory context \"%s\": the current memory context \"%s\" "
                    "is one of them",
                    context->name, CurrentMemoryContext->name));
-  while (context->firstchild != nullptr) DeleteTree(context->firstchild);
+  // ErrorContext lives as long as its thread: deleting TopMemoryContext's
+  // children leaves it (it has no children of its own to delete).
+  for (MemoryContext child = context->firstchild; child != nullptr;) {
+    MemoryContext next = child->nextchild;
+    if (child != ErrorContext) DeleteTree(child);
+    child = next;
+  }
 }
 
 void MemoryContextDelete(MemoryContext context) {
@@ -444,6 +467,10 @@ bool MemoryContextIsDescendant(MemoryContext context, MemoryContext ancestor) {
 void MemoryContextSetParent(MemoryContext context, MemoryContext new_parent) {
   CheckContextArg(context, "MemoryContextSetParent");
   if (context->parent == new_parent) return;
+  if (context == TopMemoryContext || context == ErrorContext)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("cannot move memory context \"%s\"", context->name),
+            errdetail("TopMemoryContext and ErrorContext keep their place in the tree."));
   if (new_parent != nullptr && MemoryContextIsDescendant(new_parent, context))
     ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE),
             errmsg("cannot make memory context \"%s\" a child of \"%s\"", context->name, new_parent->name),
@@ -546,7 +573,49 @@ void MemoryContextSetLimit(MemoryContext context, std::size_t limit_bytes) {
 std::size_t MemoryContextGetLimit(MemoryContext context) { return context->limit; }
 
 void MemoryContextSetRetention(MemoryContext context, std::size_t retain_bytes) {
+  CheckContextArg(context, "MemoryContextSetRetention");
+  const bool lowered = retain_bytes < context->retain_bytes;
   context->retain_bytes = retain_bytes;
+  // What a reset already kept goes now, not at the next reset.
+  if (lowered) context->methods->trim(context);
 }
+
+namespace mcxt {
+
+bool TrimSubtree(MemoryContext root) {
+  const std::size_t before = MemoryContextMemAllocated(root, true);
+  root->methods->trim(root);
+  MemoryContext n = root->firstchild;
+  while (n != nullptr) {
+    n->methods->trim(n);
+    if (n->firstchild != nullptr) {
+      n = n->firstchild;
+      continue;
+    }
+    while (n != root && n->nextchild == nullptr) n = n->parent;
+    if (n == root) break;
+    n = n->nextchild;
+  }
+  return MemoryContextMemAllocated(root, true) < before;
+}
+
+bool TearingDown() { return tearing_down; }
+
+void CheckWarning(MemoryContext context, const char* fmt, ...) {
+  char text[512];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(text, sizeof text, fmt, args);
+  va_end(args);
+  // Reporting would format into ErrorContext, the context being checked,
+  // or reach a message sink that is gone at thread exit.
+  if (context == ErrorContext || tearing_down) {
+    std::fprintf(stderr, "WARNING:  %s\n", text);
+    return;
+  }
+  ereport(WARNING, errmsg("%s", text));
+}
+
+}  // namespace mcxt
 
 }  // namespace grove

@@ -28,6 +28,9 @@ struct MemoryContextMethods {
   void (*stats)(MemoryContext context, MemoryContextCounters* counters);
   /// Checking builds: verifies every chunk, reports problems as WARNINGs.
   void (*check)(MemoryContext context);
+  /// Gives back blocks held only for reuse (retained by reset, spare empty
+  /// blocks). Never touches live chunks.
+  void (*trim)(MemoryContext context);
   const char* name;
 };
 
@@ -106,6 +109,11 @@ void* CreationFailure(MemoryContext parent, const char* name, std::size_t size);
 void ValidateBlockSizes(const char* name, std::size_t minContextSize, std::size_t initBlockSize,
                         std::size_t maxBlockSize);
 
+/// Trims every context of the subtree (see MemoryContextMethods::trim).
+/// Returns whether anything was given back. Used when a limit refuses a
+/// block: memory held only for reuse must not cause an out-of-memory error.
+bool TrimSubtree(MemoryContext root);
+
 /// Charges / uncharges `bytes` to every limited context from `start` up.
 /// Charge returns false (and changes nothing) if a limit would be exceeded.
 bool LimitCharge(MemoryContext start, std::size_t bytes);
@@ -134,7 +142,9 @@ inline bool MayRetain(MemoryContext context, std::size_t retained_so_far, std::s
 // --- checking builds ---------------------------------------------------------
 /// The registry of live blocks lets pfree() prove a pointer is grove's before
 /// reading its header. Checking builds only; no-ops otherwise.
-void RegisterBlock(const void* start, std::size_t size, MemoryContext owner);
+/// Returns false if the registry could not record the block (it is then
+/// not handed out).
+bool RegisterBlock(const void* start, std::size_t size, MemoryContext owner);
 void UnregisterBlock(const void* start);
 void ReassignBlock(const void* start, MemoryContext owner);
 struct BlockEntry {
@@ -147,6 +157,12 @@ bool LookupBlock(const void* p, BlockEntry* entry);
 
 /// Reports "detected write past chunk end in NAME %p" as a WARNING.
 void ReportSentinelDamage(MemoryContext context, const void* chunk);
+/// A WARNING from an allocator's consistency check. Goes to stderr instead
+/// of the message sink when the context is ErrorContext or the thread is
+/// exiting (the sink may be gone).
+void CheckWarning(MemoryContext context, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+/// Whether the calling thread is freeing its tree at exit.
+bool TearingDown();
 
 // Per-allocator check of a header-bearing chunk for the method table.
 [[noreturn]] void BogusPointer(const char* caller, const void* p, const char* why);

@@ -7,8 +7,16 @@
 
 namespace grove {
 
-ContextMemoryResource::ContextMemoryResource(MemoryContext context) noexcept
-    : context_(context), frees_(context->method_id != mcxt::kBumpId) {}
+bool MemoryContextFreesChunks(MemoryContext context) {
+  if (context == nullptr)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("memory context is null"),
+            errhint("Call MemoryContextInit() (or palloc once) on this thread before using CurrentMemoryContext "
+                    "or TopMemoryContext."));
+  return context->method_id != mcxt::kBumpId;
+}
+
+ContextMemoryResource::ContextMemoryResource(MemoryContext context)
+    : context_(context), frees_(MemoryContextFreesChunks(context)) {}
 
 void* ContextMemoryResource::do_allocate(std::size_t bytes, std::size_t alignment) {
   if (alignment <= mcxt::kMaxAlign) return MemoryContextAllocExtended(context_, bytes, MCXT_ALLOC_HUGE);

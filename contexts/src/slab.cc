@@ -105,8 +105,8 @@ void SlabCheck([[maybe_unused]] MemoryContext context) {
         ReportSentinelDamage(context, chunk);
     }
     if (nfree != block->nfree)
-      elog(WARNING, "problem in slab %s: block %p has %d free chunks, counted %d", context->name,
-           static_cast<void*>(block), block->nfree, nfree);
+      CheckWarning(context, "problem in slab %s: block %p has %d free chunks, counted %d", context->name,
+                   static_cast<void*>(block), block->nfree, nfree);
   });
 #endif
 }
@@ -133,6 +133,16 @@ void ReleaseAll(SlabContext* slab, bool keep_empty) {
   });
   for (int i = 0; i < kBlocklistCount; ++i) slab->blocklist[i] = nullptr;
   slab->curBlocklistIndex = 0;
+}
+
+void SlabTrim(MemoryContext context) {
+  auto* slab = reinterpret_cast<SlabContext*>(context);
+  while (slab->emptyblocks != nullptr) {
+    SlabBlock* block = slab->emptyblocks;
+    slab->emptyblocks = block->next;
+    --slab->nemptyblocks;
+    Release(slab, block);
+  }
 }
 
 void SlabReset(MemoryContext context) { ReleaseAll(reinterpret_cast<SlabContext*>(context), true); }
@@ -164,7 +174,7 @@ void SlabStats(MemoryContext context, MemoryContextCounters* counters) {
 
 const MemoryContextMethods kSlabMethods = {
     SlabAlloc, SlabFree, SlabRealloc, SlabReset, SlabDelete, SlabGetChunkContext,
-    SlabGetChunkSpace, SlabIsEmpty, SlabStats, SlabCheck, "Slab",
+    SlabGetChunkSpace, SlabIsEmpty, SlabStats, SlabCheck, SlabTrim, "Slab",
 };
 
 

@@ -28,9 +28,26 @@ void Add(MemoryContextCounters* total, const MemoryContextCounters& c) {
   total->freespace += c.freespace;
 }
 
+// Pre-order walk of `root` and its descendants without recursion: trees can
+// be deep, and this also runs on the out-of-memory path.
+template <typename F>
+void ForEachInSubtree(MemoryContext root, F f) {
+  f(root);
+  MemoryContext n = root->firstchild;
+  while (n != nullptr) {
+    f(n);
+    if (n->firstchild != nullptr) {
+      n = n->firstchild;
+      continue;
+    }
+    while (n != root && n->nextchild == nullptr) n = n->parent;
+    if (n == root) break;
+    n = n->nextchild;
+  }
+}
+
 void AddSubtree(MemoryContext context, MemoryContextCounters* total) {
-  Add(total, MemoryContextGetCounters(context));
-  for (MemoryContext child = context->firstchild; child != nullptr; child = child->nextchild) AddSubtree(child, total);
+  ForEachInSubtree(context, [&](MemoryContext c) { Add(total, MemoryContextGetCounters(c)); });
 }
 
 void StatsInternal(MemoryContext context, int level, int max_level, int max_children, std::FILE* out,
@@ -81,8 +98,9 @@ void MemoryContextStats(MemoryContext context) { MemoryContextStatsDetail(contex
 
 void MemoryContextCheck([[maybe_unused]] MemoryContext context) {
 #ifdef GROVE_MEMORY_CHECKING
-  if (context->methods->check != nullptr) context->methods->check(context);
-  for (MemoryContext child = context->firstchild; child != nullptr; child = child->nextchild) MemoryContextCheck(child);
+  ForEachInSubtree(context, [](MemoryContext c) {
+    if (c->methods->check != nullptr) c->methods->check(c);
+  });
 #endif
 }
 

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -604,6 +605,53 @@ TEST(FatalDeathTest, FatalGoesThroughThreadSink) {
         elog(FATAL, "bye");
       },
       testing::ExitedWithCode(1), "sink saw level FATAL: bye");
+}
+
+}  // namespace
+}  // namespace grove
+
+namespace grove {
+namespace {
+
+const char* ThrowWhileFormatting() { throw std::runtime_error("argument failed"); }
+
+// An exception thrown while an ereport's arguments are evaluated drops the
+// half-built report: nothing stays on the report stack, so many such events
+// neither fill it (which would abort) nor stop error memory being reset.
+TEST(ReportStackTest, ThrowingArgumentDropsTheReport) {
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_THROW(ereport(ERROR, errmsg("value: %s", ThrowWhileFormatting())), std::runtime_error);
+    EXPECT_THROW(ereport(WARNING, errmsg("value: %s", ThrowWhileFormatting())), std::runtime_error);
+  }
+  try {
+    ereport(ERROR, errmsg("after"), errdetail("detail"));
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), "after");
+    EXPECT_EQ(e.detail(), "detail");
+  }
+}
+
+// A context callback that raises ERROR replaces the report being built; the
+// callback stack is restored and later reports are whole.
+TEST(ReportStackTest, CallbackRaisingErrorReplacesTheReport) {
+  ErrorContextCallback cb{error_context_stack, [](void*) { ereport(ERROR, errmsg("from callback")); }, nullptr};
+  error_context_stack = &cb;
+  for (int i = 0; i < 100; ++i) {
+    try {
+      ereport(ERROR, errmsg("original"));
+      FAIL() << "no error raised";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.message(), "from callback");
+    }
+  }
+  EXPECT_EQ(error_context_stack, &cb);
+  error_context_stack = cb.previous;
+  try {
+    ereport(ERROR, errmsg("plain"));
+  } catch (const Error& e) {
+    EXPECT_EQ(e.message(), "plain");
+    EXPECT_TRUE(e.data().context.empty());
+  }
 }
 
 }  // namespace

@@ -269,3 +269,65 @@ TEST_F(LimitTest, AccountingExactWithLimits) {
 
 }  // namespace
 }  // namespace grove::test
+
+namespace grove::test {
+namespace {
+
+// Shrinking a large chunk keeps it in place rather than needing a second
+// block: under a limit that cannot hold both, it still succeeds.
+TEST_F(LimitTest, ShrinkingALargeChunkNeverNeedsMoreMemory) {
+  MemoryContextSetLimit(capped_, 16 << 20);
+  char* p = static_cast<char*>(MemoryContextAlloc(capped_, 9 << 20));
+  std::memset(p, 'a', 9 << 20);
+  char* q = static_cast<char*>(repalloc(p, 8 << 20));
+  EXPECT_EQ(q, p) << "a shrink to more than half stays in place";
+  EXPECT_EQ(q[(8 << 20) - 1], 'a');
+  pfree(q);
+}
+
+// A big shrink moves the chunk to give memory back, but when no new block
+// can be had it stays where it is instead of failing.
+TEST_F(LimitTest, BigShrinkStaysInPlaceWhenNoBlockCanBeHad) {
+  char* p = static_cast<char*>(MemoryContextAlloc(capped_, 4 << 20));
+  std::memset(p, 'b', 4 << 20);
+  {
+    BlockCounter counter;
+    counter.refuse = true;
+    ScopedBlockHooks hooks(&counter);
+    char* q = static_cast<char*>(repalloc(p, 64 << 10));
+    EXPECT_EQ(q, p);
+    EXPECT_EQ(q[(64 << 10) - 1], 'b');
+  }
+  pfree(p);
+}
+
+// Blocks a reset kept for reuse count against a limit, but they must not
+// cause an out-of-memory error: a refused block first trims them.
+TEST_F(LimitTest, RetainedBlocksAreTrimmedBeforeALimitRefuses) {
+  MemoryContext a = AllocSetContextCreate(capped_, "a", ALLOCSET_DEFAULT_SIZES);
+  MemoryContext b = AllocSetContextCreate(capped_, "b", ALLOCSET_DEFAULT_SIZES);
+  for (int i = 0; i < 1000; ++i) MemoryContextAlloc(a, 4000);  // ~4 MiB of ordinary blocks
+  MemoryContextReset(a);
+  const std::size_t retained = MemoryContextMemAllocated(a, false);
+  ASSERT_GE(retained, std::size_t{2} << 20) << "the reset retained blocks";
+  // b's blocks fit only if a's retained blocks go.
+  MemoryContextSetLimit(capped_, MemoryContextMemAllocated(capped_, true) + (6 << 20));
+  for (int i = 0; i < 1500; ++i) MemoryContextAlloc(b, 4000);  // ~6 MiB of chunks in ~8 MiB of blocks
+  EXPECT_LT(MemoryContextMemAllocated(a, false), std::size_t{1} << 20) << "a's retained blocks were trimmed";
+  EXPECT_LE(MemoryContextMemAllocated(capped_, true), MemoryContextGetLimit(capped_));
+  MemoryContextDelete(a);
+  MemoryContextDelete(b);
+}
+
+// Lowering the retention gives back what a reset already kept, at once.
+TEST_F(LimitTest, LoweringRetentionTrimsAtOnce) {
+  for (int i = 0; i < 1000; ++i) MemoryContextAlloc(capped_, 4000);
+  MemoryContextReset(capped_);
+  const std::size_t kept = MemoryContextMemAllocated(capped_, false);
+  ASSERT_GT(kept, std::size_t{1} << 20);
+  MemoryContextSetRetention(capped_, 0);
+  EXPECT_LT(MemoryContextMemAllocated(capped_, false), std::size_t{64} << 10);
+}
+
+}  // namespace
+}  // namespace grove::test

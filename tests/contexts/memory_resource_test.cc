@@ -186,3 +186,28 @@ TEST_F(MemoryResourceTest, ContextAllocatorHuge) {
 
 }  // namespace
 }  // namespace grove::test
+
+namespace grove::test {
+namespace {
+
+// ContextAllocator in a Bump context: deallocate does nothing (a pfree of a
+// headerless bump chunk would be an error or worse), so containers grow.
+TEST_F(MemoryResourceTest, ContextAllocatorInBumpDoesNotFree) {
+  MemoryContext bump = BumpContextCreate(TopMemoryContext, "bump vector", ALLOCSET_DEFAULT_SIZES);
+  {
+    std::vector<int, ContextAllocator<int>> v{ContextAllocator<int>(bump)};
+    for (int i = 0; i < 10000; ++i) v.push_back(i);  // many reallocations
+    EXPECT_EQ(v[9999], 9999);
+  }
+  MemoryContextDelete(bump);
+}
+
+// A null context is an ERROR, not a crash (CurrentMemoryContext before a
+// thread's first palloc is null).
+TEST_F(MemoryResourceTest, NullContextIsAnError) {
+  EXPECT_THROW(ContextMemoryResource res(nullptr), Error);
+  EXPECT_THROW(ContextAllocator<int> a(nullptr), Error);
+}
+
+}  // namespace
+}  // namespace grove::test

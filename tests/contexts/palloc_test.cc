@@ -230,6 +230,37 @@ TEST_F(ContextTest, ThreadExitFreesItsTree) {
   EXPECT_EQ(counter.acquired, counter.released);
 }
 
+// A thread_local object that owns a context deletes it in its destructor.
+// The thread's tree is freed after every thread_local destructor has run, so
+// the context is still there to delete (no double free; ASan would see one).
+struct ContextOwner {
+  MemoryContext context = nullptr;
+  ~ContextOwner() {
+    if (context != nullptr) MemoryContextDelete(context);
+  }
+};
+
+TEST_F(ContextTest, ThreadLocalOwnerDeletesItsContextAtThreadExit) {
+  static BlockCounter counter;
+  counter = BlockCounter{};
+  std::thread t([] {
+    mcxt::BlockHooks hooks;
+    hooks.on_acquire = [](std::size_t bytes, void*) {
+      counter.acquired += bytes;
+      return true;
+    };
+    hooks.on_release = [](std::size_t bytes, void*) { counter.released += bytes; };
+    mcxt::SetBlockHooks(hooks);
+    static thread_local ContextOwner owner;  // constructed before the tree
+    MemoryContextInit();
+    owner.context = AllocSetContextCreate(TopMemoryContext, "owned", ALLOCSET_START_SMALL_SIZES);
+    MemoryContextAlloc(owner.context, 100000);
+  });
+  t.join();
+  EXPECT_GT(counter.acquired, 100000u);
+  EXPECT_EQ(counter.acquired, counter.released);
+}
+
 // Several threads allocate, free and reset in their own contexts at the same
 // time; each sees only its own memory intact.
 TEST_F(ContextTest, ConcurrentThreads) {

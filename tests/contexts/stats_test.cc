@@ -1,6 +1,7 @@
 // Statistics: MemoryContextStatsDetail prints PostgreSQL-style lines
 // ("NAME: N total in B blocks; F free (C chunks); U used", then "Grand
 // total: ..."), and SnapshotStats gives the same numbers as a structure.
+#include <pthread.h>
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
@@ -311,6 +312,41 @@ TEST_F(StatsTest, SnapshotOfLeafAndEmptyTotals) {
   MemoryContextCounters zero = mcxt::TotalCounters({});
   EXPECT_EQ(zero.nblocks, 0u);
   EXPECT_EQ(zero.totalspace, 0u);
+}
+
+}  // namespace
+}  // namespace grove::test
+
+namespace grove::test {
+namespace {
+
+// Statistics walk a deep tree without recursion: a chain deeper than a small
+// stack could recurse through is summarized on a thread with a 256 KiB stack.
+TEST(StatsDepthTest, DeepChainOnASmallStack) {
+  static MemoryContext root;
+  root = AllocSetContextCreate(TopMemoryContext, "deep root", ALLOCSET_SMALL_SIZES);
+  MemoryContext c = root;
+  for (int i = 0; i < 20000; ++i) c = GenerationContextCreate(c, "link", 1024, 1024, 1024);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  static std::size_t blocks;
+  auto body = [](void*) -> void* {
+    char* text = nullptr;
+    std::size_t len = 0;
+    std::FILE* out = open_memstream(&text, &len);
+    MemoryContextStatsDetail(root, 2, 100, out);  // the rest summarized by a walk of 20,000 levels
+    std::fclose(out);
+    std::free(text);
+    blocks = mcxt::TotalCounters(mcxt::SnapshotStats(root)).nblocks;
+    return nullptr;
+  };
+  ASSERT_EQ(pthread_create(&thread, &attr, body, nullptr), 0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+  EXPECT_GE(blocks, 20001u);
+  MemoryContextDelete(root);
 }
 
 }  // namespace

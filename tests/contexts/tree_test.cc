@@ -2,7 +2,9 @@
 // callbacks and their order, SetParent, deleting the current context.
 #include <algorithm>
 #include <memory>
+#include <thread>
 
+#include "grove/contexts/stats.h"
 #include "test_support.h"
 
 namespace grove::test {
@@ -534,6 +536,63 @@ TEST_F(TreeTest, SiblingsAreIndependent) {
   MemoryContextReset(b);
   MemoryContextDelete(b);
   for (int i = 0; i < 100; ++i) EXPECT_TRUE(Intact(ps[i], 100 + i * 50, i));
+}
+
+}  // namespace
+}  // namespace grove::test
+
+namespace grove::test {
+namespace {
+
+// Runs `body` on a fresh thread, which has a tree of its own, so that a test
+// may delete everything under TopMemoryContext without touching the main
+// thread's contexts. Rethrows nothing: failures are recorded by gtest.
+template <typename F>
+void OnFreshThread(F body) {
+  std::thread t(body);
+  t.join();
+}
+
+// Deleting TopMemoryContext's children leaves ErrorContext: it lives as long
+// as its thread, and reporting still works afterwards.
+TEST(ErrorContextLifetimeTest, DeleteChildrenOfTopKeepsErrorContext) {
+  OnFreshThread([] {
+    MemoryContextInit();
+    MemoryContext doomed = AllocSetContextCreate(TopMemoryContext, "doomed", ALLOCSET_SMALL_SIZES);
+    (void)doomed;
+    MemoryContextDeleteChildren(TopMemoryContext);
+    ASSERT_NE(ErrorContext, nullptr);
+    EXPECT_EQ(MemoryContextGetParent(ErrorContext), TopMemoryContext);
+    const auto snapshot = mcxt::SnapshotStats(TopMemoryContext);
+    ASSERT_EQ(snapshot.size(), 2u) << "TopMemoryContext and ErrorContext only";
+    EXPECT_EQ(snapshot[1].name, "ErrorContext");
+    MessageCapture capture;
+    elog(WARNING, "still reporting");
+    EXPECT_EQ(capture.CountContaining("still reporting"), 1u);
+  });
+}
+
+// Resetting TopMemoryContext likewise keeps ErrorContext.
+TEST(ErrorContextLifetimeTest, ResetOfTopKeepsErrorContext) {
+  OnFreshThread([] {
+    MemoryContextInit();
+    AllocSetContextCreate(TopMemoryContext, "doomed", ALLOCSET_SMALL_SIZES);
+    MemoryContextReset(TopMemoryContext);
+    EXPECT_EQ(MemoryContextGetParent(ErrorContext), TopMemoryContext);
+    EXPECT_THROW(ereport(ERROR, errmsg("after reset")), Error);
+  });
+}
+
+// TopMemoryContext and ErrorContext cannot be moved: a move would let them
+// be deleted with another subtree.
+TEST(ErrorContextLifetimeTest, TopAndErrorContextCannotMove) {
+  OnFreshThread([] {
+    MemoryContextInit();
+    MemoryContext other = AllocSetContextCreate(TopMemoryContext, "other", ALLOCSET_SMALL_SIZES);
+    EXPECT_THROW(MemoryContextSetParent(ErrorContext, other), Error);
+    EXPECT_THROW(MemoryContextSetParent(TopMemoryContext, other), Error);
+    MemoryContextDelete(other);
+  });
 }
 
 }  // namespace

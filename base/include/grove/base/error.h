@@ -74,6 +74,29 @@ class Error : public std::exception {
 bool errstart(int elevel, const char* filename, int lineno, const char* funcname);
 /// Emits the report opened by errstart(): sink, throw, exit or abort by level.
 void errfinish();
+/// Drops the report opened by errstart() without emitting it: used when an
+/// ereport argument throws before errfinish() is reached.
+void errabandon() noexcept;
+
+/// Held by the ereport macro between errstart() and errfinish(), so that an
+/// exception thrown while the arguments are evaluated (a psprintf that runs
+/// out of memory, say) cannot leave the report on the stack.
+class ReportScope {
+ public:
+  ReportScope() = default;
+  ReportScope(const ReportScope&) = delete;
+  ReportScope& operator=(const ReportScope&) = delete;
+  ~ReportScope() {
+    if (!finished_) errabandon();
+  }
+  void Finish() {
+    finished_ = true;  // errfinish pops the report itself, also when it throws
+    errfinish();
+  }
+
+ private:
+  bool finished_ = false;
+};
 
 int errcode(SqlState sqlstate);
 int errmsg(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -99,8 +122,9 @@ extern thread_local constinit ErrorContextCallback* error_context_stack;
   do {                                                                                    \
     const int grove_elevel_ = (elevel);                                                   \
     if (::grove::errstart(grove_elevel_, __FILE__, __LINE__, __func__)) {                 \
+      ::grove::ReportScope grove_report_scope_;                                           \
       (void)(__VA_ARGS__);                                                                \
-      ::grove::errfinish();                                                               \
+      grove_report_scope_.Finish();                                                       \
     }                                                                                     \
     if (__builtin_constant_p(grove_elevel_) && grove_elevel_ >= ::grove::ERROR)           \
       __builtin_unreachable();                                                            \
