@@ -15,7 +15,11 @@
 //   interior, misaligned, already freed), in other builds misaligned
 //   pointers and headers of malloc'd memory are still caught.
 // * Contexts are single-threaded. CurrentMemoryContext is per thread; each
-//   thread gets its own TopMemoryContext on first use.
+//   thread gets its own TopMemoryContext on its first palloc or
+//   MemoryContextInit(). Until then TopMemoryContext and CurrentMemoryContext
+//   are null, so a thread that names TopMemoryContext as a parent before
+//   allocating anything calls MemoryContextInit() first (a null parent makes
+//   a root context, which is the caller's to delete).
 #pragma once
 
 #include <cstddef>
