@@ -90,9 +90,9 @@ void CreateTeardownKey() {
 // branch instead of an indirect call into each allocator.
 inline void* AllocDispatch(MemoryContext context, std::size_t size, int flags) {
   context->isReset = false;
-  const unsigned id = context->method_id;
-  if (GROVE_LIKELY(id == kAllocSetId)) return aset::Alloc(context, size, flags);  // the common case first
-  switch (id) {
+  switch (context->method_id) {
+    case kAllocSetId:
+      return aset::Alloc(context, size, flags);
     case kGenerationId:
       return generation::Alloc(context, size, flags);
     case kSlabId:
