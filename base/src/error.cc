@@ -267,6 +267,8 @@ void errfinish() {
   if (data.elevel >= PANIC) std::abort();
 }
 
+void EmitErrorReport(const ErrorData& data) { Deliver(data); }
+
 MessageSink SetThreadMessageSink(MessageSink sink) {
   MessageSink old = std::move(thread_sink.sink);
   thread_sink.sink = std::move(sink);

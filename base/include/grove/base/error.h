@@ -149,6 +149,10 @@ MessageSink SetThreadMessageSink(MessageSink sink);
 /// Replaces the process-wide default sink (stderr, psql format). Returns the old one.
 MessageSink SetDefaultMessageSink(MessageSink sink);
 
+/// Sends a report to the calling thread's sink whatever its level (an ERROR
+/// that was caught, as PostgreSQL's EmitErrorReport in its error block).
+void EmitErrorReport(const ErrorData& data);
+
 /// Reports below this level are dropped (default NOTICE). Process-wide.
 int SetMinMessageLevel(int elevel) noexcept;
 int MinMessageLevel() noexcept;
