@@ -34,9 +34,15 @@ struct ResourceElem {
 };
 
 // As PostgreSQL: 32 recent entries; a hash of 64 slots at first, doubling,
-// filled to at most 3/4 so that probe sequences stay short.
+// filled to at most 3/4 so that probe sequences stay short — and never past
+// capacity - kArraySize, so that the array always fits beside the hash's
+// entries when release gathers them into the table.
 constexpr std::uint32_t kArraySize = 32;
 constexpr std::uint32_t kInitialCapacity = 64;
+constexpr std::uint32_t MaxHashItems(std::uint32_t capacity) {
+  return capacity / 4 * 3 < capacity - kArraySize ? capacity / 4 * 3 : capacity - kArraySize;
+}
+static_assert(MaxHashItems(kInitialCapacity) + kArraySize <= kInitialCapacity, "the array fits beside a full table");
 
 struct ReleaseCallbackItem {
   ResourceReleaseCallback callback;
@@ -108,7 +114,7 @@ void HashDeleteAt(ResourceOwner owner, std::uint32_t idx) {
 // Grows the table until `needed` entries fit below the fill limit; rehashes.
 void GrowHash(ResourceOwner owner, std::uint32_t needed) {
   std::uint32_t capacity = owner->capacity == 0 ? kInitialCapacity : owner->capacity;
-  while (needed >= capacity / 4 * 3) {
+  while (needed >= MaxHashItems(capacity)) {
     if (capacity > (std::uint32_t{1} << 30))
       ereport(ERROR, errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
               errmsg("resource owner \"%s\" cannot hold more resources", owner->name));
@@ -121,7 +127,7 @@ void GrowHash(ResourceOwner owner, std::uint32_t needed) {
   const std::uint32_t old_capacity = owner->capacity;
   owner->hash = fresh;
   owner->capacity = capacity;
-  owner->grow_at = capacity / 4 * 3;
+  owner->grow_at = MaxHashItems(capacity);
   owner->nhash = 0;
   for (std::uint32_t i = 0; i < old_capacity; ++i)
     if (old[i].kind != nullptr) HashInsert(owner, old[i].item, old[i].kind);
@@ -152,8 +158,9 @@ char* DescribeResource(Datum value, const ResourceOwnerDesc* kind) {
 
 // The resources in release order, last-to-release first: the array itself
 // when there is no hash, else the hash table compacted (the array's entries
-// moved in). Never allocates — release runs on the abort path. Enlarge keeps
-// nhash + narr below grow_at whenever a table exists, so they fit.
+// moved in). Never allocates — release runs on the abort path. Whenever a
+// table exists nhash < grow_at <= capacity - kArraySize (Enlarge and
+// ReassignAll grow it first), and narr <= kArraySize, so they fit.
 struct ReleaseList {
   ResourceElem* items;
   std::uint32_t* count;

@@ -37,6 +37,8 @@ extern thread_local constinit MemoryContext CurTransactionContext;
 /// Starts a transaction if none is in progress (then CurrentMemoryContext is
 /// CurTransactionContext and CurrentResourceOwner the transaction's owner).
 /// Inside one, it is the next command: the command counter advances.
+/// Whenever a (sub)transaction ends, the memory context and resource owner
+/// that were current when it started are current again.
 void StartTransactionCommand();
 /// Commits the transaction. ERROR if a subtransaction is still open.
 void CommitTransactionCommand();
@@ -84,10 +86,11 @@ void RegisterSubXactCallback(SubXactCallback callback, void* arg);
 void UnregisterSubXactCallback(SubXactCallback callback, void* arg);
 
 // --- error recovery for a statement loop (PostgresMain's error block) -----------
-/// Runs `statement` in its own transaction (or as the next command of the
-/// current one, if one is open) and commits. On grove::Error, or any other
-/// exception, aborts the transaction, reports the error (its ErrorData goes
-/// to `on_error` if given, else to the thread's message sink at ERROR level),
+/// Runs `statement` in its own transaction and commits it; if a transaction
+/// is already open, runs it as that transaction's next command and leaves
+/// the transaction open. On grove::Error, or any other exception, aborts the
+/// transaction (the open one too), reports the error (its ErrorData goes to
+/// `on_error` if given, else to the thread's message sink at ERROR level),
 /// and returns false: the next statement starts clean.
 bool RunStatement(const std::function<void()>& statement,
                   const std::function<void(const ErrorData&)>& on_error = nullptr);
