@@ -98,6 +98,11 @@ void AbortStep(const char* what, Fn step) noexcept {
       ereport(WARNING, errmsg("error during %s: %s", what, e.what()));
     } catch (...) {
     }
+  } catch (...) {
+    try {
+      ereport(WARNING, errmsg("error during %s: an exception of unknown type", what));
+    } catch (...) {
+    }
   }
 }
 
