@@ -1,0 +1,103 @@
+// Dynamic shared memory segments (PostgreSQL's dsm.h, grove's code).
+//
+// A segment is POSIX shared memory (shm_open under /dev/shm, name
+// "grove.<creator pid>.<n>"), sized and *reserved* at creation with
+// posix_fallocate, so that a full /dev/shm is an ERROR at dsm_create and
+// never a SIGBUS later. Any process can attach it by handle. A reference
+// count in the segment itself counts attachments (and pins); the last
+// detach destroys it.
+//
+// Lifetimes:
+// * An attachment (dsm_create or dsm_attach) belongs to CurrentResourceOwner
+//   when there is one, and is detached when that owner releases (a WARNING
+//   if that happens at commit: a leak). dsm_pin_mapping hands it to the
+//   process instead; with no owner it belongs to the process from the start.
+// * dsm_pin_segment keeps a segment alive with no attachment at all, until
+//   dsm_unpin_segment.
+// * Every segment a process creates is recorded in that process's registry
+//   (a control segment, "grove.<pid>.control"). When the process exits
+//   normally, its segments' names are removed (processes attached keep their
+//   mappings). When it dies without exiting (SIGKILL, a crash), the next
+//   grove process to use DSM finds its registry and removes them: nothing
+//   stays behind in /dev/shm.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "grove/base/datum.h"
+
+namespace grove {
+
+/// Identifies a segment across processes. 0 is invalid.
+using dsm_handle = std::uint64_t;
+inline constexpr dsm_handle DSM_HANDLE_INVALID = 0;
+
+struct dsm_segment;  // a process's attachment to a segment
+
+/// dsm_create flags.
+inline constexpr int DSM_CREATE_NULL_IF_MAXSEGMENTS = 0x01;  ///< return nullptr instead of ERROR when out of space
+
+/// Creates and attaches a segment of `size` usable bytes (zeroed). ERROR if
+/// /dev/shm cannot hold it (or nullptr with DSM_CREATE_NULL_IF_MAXSEGMENTS).
+dsm_segment* dsm_create(std::size_t size, int flags = 0);
+/// Attaches an existing segment. ERROR if it does not exist (any more), or
+/// if this process already has it attached (use dsm_find_mapping).
+dsm_segment* dsm_attach(dsm_handle handle);
+/// Runs the on_dsm_detach callbacks (last registered first), unmaps, and
+/// drops the reference; the last reference destroys the segment.
+void dsm_detach(dsm_segment* seg);
+
+/// The attachment now lives until dsm_detach or process exit, whatever
+/// happens to the resource owner that held it.
+void dsm_pin_mapping(dsm_segment* seg);
+/// Gives the attachment back to CurrentResourceOwner.
+void dsm_unpin_mapping(dsm_segment* seg);
+/// Keeps the segment alive even when no process has it attached.
+void dsm_pin_segment(dsm_segment* seg);
+/// Undoes dsm_pin_segment; destroys the segment if nobody has it attached.
+void dsm_unpin_segment(dsm_handle handle);
+
+void* dsm_segment_address(dsm_segment* seg);
+std::size_t dsm_segment_map_length(dsm_segment* seg);
+dsm_handle dsm_segment_handle(dsm_segment* seg);
+/// This process's attachment to `handle`, or nullptr.
+dsm_segment* dsm_find_mapping(dsm_handle handle);
+
+using on_dsm_detach_callback = void (*)(dsm_segment* seg, Datum arg);
+/// Registers a callback run when this process detaches (LIFO). Must not throw.
+void on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg);
+void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg);
+
+/// Removes the segments of grove processes that died without cleaning up
+/// (their registries, and any "grove.<pid>.*" name of a dead pid). Runs
+/// automatically on this process's first DSM call; returns how many
+/// segments it removed.
+std::size_t dsm_cleanup_orphans();
+
+/// Names of the segments in /dev/shm that this process created and that
+/// still exist (for tests and the CLI).
+std::size_t dsm_created_segment_count();
+
+/// RAII: an attachment detached at scope exit (C++ face).
+class DsmAttachment {
+ public:
+  explicit DsmAttachment(dsm_segment* seg) noexcept : seg_(seg) {}
+  ~DsmAttachment() {
+    if (seg_ != nullptr) dsm_detach(seg_);
+  }
+  DsmAttachment(const DsmAttachment&) = delete;
+  DsmAttachment& operator=(const DsmAttachment&) = delete;
+  DsmAttachment(DsmAttachment&& o) noexcept : seg_(o.seg_) { o.seg_ = nullptr; }
+  dsm_segment* get() const noexcept { return seg_; }
+  dsm_segment* release() noexcept {
+    dsm_segment* s = seg_;
+    seg_ = nullptr;
+    return s;
+  }
+
+ private:
+  dsm_segment* seg_;
+};
+
+}  // namespace grove

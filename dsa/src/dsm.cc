@@ -1,0 +1,361 @@
+// DSM segments: creation with reserved space, attach by handle, reference
+// counting in the segment, detach callbacks, ownership by resource owners.
+//
+// Layout of a segment: a one-page header (magic, reference count, pinned
+// flag, usable size), then the caller's area, page-aligned. The reference
+// count counts attachments in all processes plus one for a pin; whoever
+// drops it to zero removes the name (mappings elsewhere stay valid until
+// unmapped).
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <mutex>
+#include <random>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include "dsm_internal.h"
+#include "grove/base/error.h"
+#include "grove/contexts/palloc.h"
+#include "grove/resowner/resource_kinds.h"
+#include "grove/resowner/resowner.h"
+
+namespace grove {
+
+using namespace dsm_internal;
+
+namespace {
+
+constexpr std::uint64_t kSegmentMagic = 0x67726f766564736dull;  // "grovedsm"
+constexpr std::size_t kHeaderBytes = 4096;
+
+struct SegmentHeader {
+  std::uint64_t magic;
+  std::atomic<std::uint32_t> refcnt;
+  std::atomic<std::uint32_t> pinned;
+  std::uint64_t user_size;
+};
+static_assert(sizeof(SegmentHeader) <= kHeaderBytes, "the header fits its page");
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "reference counts work across processes");
+
+}  // namespace
+
+struct dsm_segment {
+  dsm_handle handle;
+  char* base;  // the mapping, header included
+  std::size_t mapped;
+  ResourceOwner owner;  // nullptr: the attachment belongs to the process
+  std::vector<std::pair<on_dsm_detach_callback, Datum>> callbacks;
+  dsm_segment* next;
+
+  SegmentHeader* header() const { return reinterpret_cast<SegmentHeader*>(base); }
+};
+
+namespace {
+
+struct ProcessState {
+  std::mutex mutex;
+  pid_t pid = 0;           // the process this state belongs to (fork check)
+  dsm_segment* segments = nullptr;
+  std::uint32_t next_low = 0;
+};
+
+ProcessState& State() {
+  static ProcessState* state = new ProcessState;  // never destroyed: used at exit
+  return *state;
+}
+
+void DetachInternal(dsm_segment* seg, bool forget_from_owner);
+
+void ReleaseFromOwner(Datum res) { DetachInternal(DatumGetPointer<dsm_segment>(res), false); }
+char* PrintSegment(Datum res) {
+  const dsm_segment* seg = DatumGetPointer<dsm_segment>(res);
+  return psprintf("dynamic shared memory segment %s", SegmentName(seg->handle).c_str() + 1);
+}
+
+// First DSM call of a process (or of a child after fork): install the
+// resource kind's release, forget the parent's attachments, clean up after
+// dead processes.
+void EnsureInitialized() {
+  ProcessState& s = State();
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (s.pid == getpid()) return;
+  }
+  const bool forked = s.pid != 0;
+  if (forked) {
+    // Attachments are not inherited: the child attaches what it needs (its
+    // parent's mappings stay mapped but are not counted or detached here).
+    new (&s.mutex) std::mutex;
+    s.segments = nullptr;
+    RegistryForgetAfterFork();
+  }
+  SetResourceKindRelease(&kDsmSegmentResourceKind, &ReleaseFromOwner, &PrintSegment);
+  std::random_device rd;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.next_low = rd();
+    s.pid = getpid();
+  }
+  CleanupOrphans();
+}
+
+dsm_handle NextHandle() {
+  ProcessState& s = State();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  std::uint32_t low;
+  do {
+    low = s.next_low++;
+  } while (low == 0);
+  return (static_cast<dsm_handle>(static_cast<std::uint32_t>(getpid())) << 32) | low;
+}
+
+void Track(dsm_segment* seg) {
+  ProcessState& s = State();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  seg->next = s.segments;
+  s.segments = seg;
+}
+
+void Untrack(dsm_segment* seg) {
+  ProcessState& s = State();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (dsm_segment** link = &s.segments; *link != nullptr; link = &(*link)->next) {
+    if (*link == seg) {
+      *link = seg->next;
+      return;
+    }
+  }
+}
+
+// Drops one reference; the last one removes the name.
+void DropReference(dsm_handle handle, SegmentHeader* header) {
+  if (header->refcnt.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    shm_unlink(SegmentName(handle).c_str());
+    if (CreatorOf(handle) == getpid()) RegistryRemove(handle);
+  }
+}
+
+void DetachInternal(dsm_segment* seg, bool forget_from_owner) {
+  // Callbacks first, last registered first; each is removed before it runs.
+  while (!seg->callbacks.empty()) {
+    auto [function, arg] = seg->callbacks.back();
+    seg->callbacks.pop_back();
+    function(seg, arg);
+  }
+  if (forget_from_owner && seg->owner != nullptr)
+    ResourceOwnerForget(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
+  Untrack(seg);
+  SegmentHeader* header = seg->header();
+  const dsm_handle handle = seg->handle;
+  // The reference is dropped while still mapped; then the mapping goes.
+  DropReference(handle, header);
+  munmap(seg->base, seg->mapped);
+  delete seg;
+}
+
+void RememberInCurrentOwner(dsm_segment* seg) {
+  seg->owner = CurrentResourceOwner;
+  if (seg->owner != nullptr) ResourceOwnerRemember(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
+}
+
+std::size_t PageRound(std::size_t n) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  return (n + page - 1) / page * page;
+}
+
+[[noreturn]] void BadHandle(dsm_handle handle, const char* why) {
+  ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+          errmsg("could not attach to dynamic shared memory segment %llx: %s", static_cast<unsigned long long>(handle),
+                 why));
+  __builtin_unreachable();
+}
+
+}  // namespace
+
+dsm_segment* dsm_create(std::size_t size, int flags) {
+  EnsureInitialized();
+  if (size > (std::size_t{1} << 46))
+    ereport(ERROR, errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("invalid shared memory segment size %zu", size));
+  // Room in the owner first: once the segment exists, recording it must not fail.
+  if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
+  const std::size_t total = kHeaderBytes + PageRound(size == 0 ? 1 : size);
+
+  dsm_handle handle = DSM_HANDLE_INVALID;
+  std::string name;
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    handle = NextHandle();
+    name = SegmentName(handle);
+    // Registered before it exists, so a crash right after creation leaves
+    // nothing the cleanup would not find.
+    RegistryAdd(handle);
+    fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+      const int err = errno;
+      RegistryRemove(handle);
+      if (err != EEXIST || attempt > 100)
+        ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+                errmsg("could not create shared memory segment \"%s\": %s", name.c_str(), std::strerror(err)));
+    }
+  }
+  // Reserve the space now: a full /dev/shm must fail here, not as a SIGBUS
+  // at some later first touch.
+  int rc = ftruncate(fd, static_cast<off_t>(total)) == 0 ? 0 : errno;
+  if (rc == 0) rc = posix_fallocate(fd, 0, static_cast<off_t>(total));
+  void* base = MAP_FAILED;
+  if (rc == 0) {
+    base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) rc = errno;
+  }
+  close(fd);
+  if (rc != 0) {
+    shm_unlink(name.c_str());
+    RegistryRemove(handle);
+    if ((flags & DSM_CREATE_NULL_IF_MAXSEGMENTS) && (rc == ENOSPC || rc == ENOMEM)) return nullptr;
+    ereport(ERROR, errcode(rc == ENOSPC ? ERRCODE_DISK_FULL : ERRCODE_INSUFFICIENT_RESOURCES),
+            errmsg("could not resize shared memory segment \"%s\" to %zu bytes: %s", name.c_str(), total,
+                   std::strerror(rc)),
+            errhint(rc == ENOSPC ? "/dev/shm is full or too small; containers often limit it to 64 MiB." : ""));
+  }
+  auto* header = static_cast<SegmentHeader*>(base);
+  header->user_size = size;
+  header->pinned.store(0, std::memory_order_relaxed);
+  header->refcnt.store(1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  header->magic = kSegmentMagic;
+
+  auto* seg = new dsm_segment{handle, static_cast<char*>(base), total, nullptr, {}, nullptr};
+  Track(seg);
+  RememberInCurrentOwner(seg);
+  return seg;
+}
+
+dsm_segment* dsm_attach(dsm_handle handle) {
+  EnsureInitialized();
+  if (handle == DSM_HANDLE_INVALID) BadHandle(handle, "invalid handle");
+  if (dsm_find_mapping(handle) != nullptr)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("dynamic shared memory segment %llx is already attached in this process",
+                   static_cast<unsigned long long>(handle)),
+            errhint("Use dsm_find_mapping to get the existing attachment."));
+  if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
+  const std::string name = SegmentName(handle);
+  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0) BadHandle(handle, errno == ENOENT ? "it does not exist (any more)" : std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < kHeaderBytes) {
+    close(fd);
+    BadHandle(handle, "it is not a grove segment");
+  }
+  const std::size_t total = static_cast<std::size_t>(st.st_size);
+  void* base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (base == MAP_FAILED) BadHandle(handle, std::strerror(errno));
+  auto* header = static_cast<SegmentHeader*>(base);
+  std::uint32_t refs = header->refcnt.load(std::memory_order_acquire);
+  bool ok = header->magic == kSegmentMagic;
+  // Take a reference unless the last one is gone: then it is being destroyed.
+  while (ok && !header->refcnt.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel)) ok = refs != 0;
+  if (!ok || refs == 0) {
+    munmap(base, total);
+    BadHandle(handle, "it is being destroyed");
+  }
+  auto* seg = new dsm_segment{handle, static_cast<char*>(base), total, nullptr, {}, nullptr};
+  Track(seg);
+  RememberInCurrentOwner(seg);
+  return seg;
+}
+
+void dsm_detach(dsm_segment* seg) { DetachInternal(seg, true); }
+
+void dsm_pin_mapping(dsm_segment* seg) {
+  if (seg->owner == nullptr) return;
+  ResourceOwnerForget(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
+  seg->owner = nullptr;
+}
+
+void dsm_unpin_mapping(dsm_segment* seg) {
+  if (seg->owner != nullptr || CurrentResourceOwner == nullptr) return;
+  ResourceOwnerEnlarge(CurrentResourceOwner);
+  RememberInCurrentOwner(seg);
+}
+
+void dsm_pin_segment(dsm_segment* seg) {
+  SegmentHeader* header = seg->header();
+  std::uint32_t expected = 0;
+  if (!header->pinned.compare_exchange_strong(expected, 1, std::memory_order_acq_rel))
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("cannot pin dynamic shared memory segment %s: it is already pinned",
+                   SegmentName(seg->handle).c_str() + 1));
+  header->refcnt.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void dsm_unpin_segment(dsm_handle handle) {
+  EnsureInitialized();
+  if (dsm_segment* seg = dsm_find_mapping(handle)) {
+    SegmentHeader* header = seg->header();
+    std::uint32_t expected = 1;
+    if (!header->pinned.compare_exchange_strong(expected, 0, std::memory_order_acq_rel))
+      ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+              errmsg("cannot unpin dynamic shared memory segment %s: it is not pinned",
+                     SegmentName(handle).c_str() + 1));
+    DropReference(handle, header);
+    return;
+  }
+  // Not attached here: map just the header to drop the pin's reference.
+  const std::string name = SegmentName(handle);
+  int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0) BadHandle(handle, errno == ENOENT ? "it does not exist (any more)" : std::strerror(errno));
+  void* base = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (base == MAP_FAILED) BadHandle(handle, std::strerror(errno));
+  auto* header = static_cast<SegmentHeader*>(base);
+  std::uint32_t expected = 1;
+  const bool was_pinned =
+      header->magic == kSegmentMagic && header->pinned.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+  if (was_pinned) DropReference(handle, header);
+  munmap(base, kHeaderBytes);
+  if (!was_pinned)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("cannot unpin dynamic shared memory segment %s: it is not pinned", name.c_str() + 1));
+}
+
+void* dsm_segment_address(dsm_segment* seg) { return seg->base + kHeaderBytes; }
+std::size_t dsm_segment_map_length(dsm_segment* seg) { return seg->mapped - kHeaderBytes; }
+dsm_handle dsm_segment_handle(dsm_segment* seg) { return seg->handle; }
+
+dsm_segment* dsm_find_mapping(dsm_handle handle) {
+  ProcessState& s = State();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.pid != getpid()) return nullptr;
+  for (dsm_segment* seg = s.segments; seg != nullptr; seg = seg->next)
+    if (seg->handle == handle) return seg;
+  return nullptr;
+}
+
+void on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg) {
+  seg->callbacks.emplace_back(function, arg);
+}
+
+void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg) {
+  for (auto it = seg->callbacks.rbegin(); it != seg->callbacks.rend(); ++it) {
+    if (it->first == function && it->second == arg) {
+      seg->callbacks.erase(std::next(it).base());
+      return;
+    }
+  }
+}
+
+std::size_t dsm_cleanup_orphans() {
+  EnsureInitialized();
+  return CleanupOrphans();
+}
+
+std::size_t dsm_created_segment_count() { return RegistryLiveCount(); }
+
+}  // namespace grove

@@ -1,0 +1,268 @@
+// The registry of DSM segments a process created: a small control segment
+// "grove.<pid>.control" listing their handles, with the process's start time
+// so that a reused pid is recognized. It exists so that nothing stays in
+// /dev/shm:
+// * on normal exit, an atexit handler removes every segment still listed,
+//   then the control segment;
+// * after a crash (SIGKILL, abort), the next grove process to use DSM finds
+//   the control segment of a dead process and removes what it lists, and any
+//   other "grove.<dead pid>.*" name.
+// Only the owning process writes its control segment, under a mutex;
+// another process reads it only once the owner is dead.
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <mutex>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+#include "dsm_internal.h"
+#include "grove/base/error.h"
+
+namespace grove::dsm_internal {
+
+namespace {
+
+constexpr std::uint64_t kControlMagic = 0x67726f7665637472ull;  // "grovectr"
+constexpr std::uint32_t kSlots = 4096;  // segments one process can have created and alive at once
+
+struct ControlSegment {
+  std::uint64_t magic;
+  std::int64_t pid;
+  unsigned long long start_time;
+  std::uint32_t nslots;
+  dsm_handle slots[kSlots];  // 0: free
+};
+
+struct Registry {
+  std::mutex mutex;
+  pid_t pid = 0;  // owner of `control`; differs from getpid() in a forked child
+  ControlSegment* control = nullptr;
+  bool atexit_registered = false;
+};
+
+Registry& TheRegistry() {
+  static Registry* registry = new Registry;  // never destroyed: used at exit
+  return *registry;
+}
+
+std::string ControlName(pid_t pid) { return "/grove." + std::to_string(pid) + ".control"; }
+
+bool NameExists(const std::string& name) {
+  struct stat st;
+  return stat(("/dev/shm" + name).c_str(), &st) == 0;
+}
+
+// Removes this process's segments and control segment at normal exit.
+void RemoveOwnAtExit() {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.control == nullptr || r.pid != getpid()) return;  // a forked child exiting
+  for (std::uint32_t i = 0; i < r.control->nslots; ++i)
+    if (r.control->slots[i] != 0) shm_unlink(SegmentName(r.control->slots[i]).c_str());
+  munmap(r.control, sizeof(ControlSegment));
+  r.control = nullptr;
+  shm_unlink(ControlName(getpid()).c_str());
+}
+
+// Creates this process's control segment (called with the mutex held).
+void CreateControl(Registry& r) {
+  const std::string name = ControlName(getpid());
+  int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0)
+    ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+            errmsg("could not create shared memory registry \"%s\": %s", name.c_str(), std::strerror(errno)));
+  int rc = ftruncate(fd, sizeof(ControlSegment)) == 0 ? posix_fallocate(fd, 0, sizeof(ControlSegment)) : errno;
+  void* p = rc == 0 ? mmap(nullptr, sizeof(ControlSegment), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  if (p == MAP_FAILED && rc == 0) rc = errno;
+  close(fd);
+  if (rc != 0) {
+    shm_unlink(name.c_str());
+    ereport(ERROR, errcode(rc == ENOSPC ? ERRCODE_DISK_FULL : ERRCODE_INSUFFICIENT_RESOURCES),
+            errmsg("could not create shared memory registry \"%s\": %s", name.c_str(), std::strerror(rc)));
+  }
+  auto* c = static_cast<ControlSegment*>(p);
+  c->pid = getpid();
+  c->start_time = ProcessStartTime(getpid());
+  c->nslots = kSlots;
+  std::atomic_thread_fence(std::memory_order_release);
+  c->magic = kControlMagic;
+  r.control = c;
+  r.pid = getpid();
+  if (!r.atexit_registered) {
+    std::atexit(&RemoveOwnAtExit);
+    r.atexit_registered = true;
+  }
+}
+
+bool ParseGroveName(const char* name, pid_t* pid, const char** rest) {
+  if (std::strncmp(name, "grove.", 6) != 0) return false;
+  char* end = nullptr;
+  const long value = std::strtol(name + 6, &end, 10);
+  if (end == name + 6 || *end != '.' || value <= 0 || value > INT_MAX) return false;
+  *pid = static_cast<pid_t>(value);
+  *rest = end + 1;
+  return true;
+}
+
+}  // namespace
+
+std::string SegmentName(dsm_handle handle) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "/grove.%d.%08x", static_cast<int>(handle >> 32),
+                static_cast<unsigned>(handle & 0xffffffffu));
+  return buf;
+}
+
+pid_t CreatorOf(dsm_handle handle) { return static_cast<pid_t>(handle >> 32); }
+
+unsigned long long ProcessStartTime(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return 0;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  unsigned long long start = 0;
+  char state = 0;
+  // state is field 3; starttime is field 22 (19 fields after the state).
+  if (std::sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &state,
+                  &start) != 2)
+    return 0;
+  return start;
+}
+
+bool ProcessAlive(pid_t pid, unsigned long long start_time) {
+  if (kill(pid, 0) != 0 && errno == ESRCH) return false;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "r");
+  if (f == nullptr) return errno != ENOENT;
+  char buf[1024];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p != nullptr) {
+    char state = 0;
+    if (std::sscanf(p + 1, " %c", &state) == 1 && (state == 'Z' || state == 'X')) return false;  // exited
+  }
+  if (start_time != 0 && ProcessStartTime(pid) != start_time) return false;  // pid reused
+  return true;
+}
+
+void RegistryAdd(dsm_handle handle) {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.control == nullptr || r.pid != getpid()) CreateControl(r);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint32_t i = 0; i < r.control->nslots; ++i) {
+      if (r.control->slots[i] == 0) {
+        r.control->slots[i] = handle;
+        return;
+      }
+    }
+    // Full: entries of segments destroyed by other processes are stale.
+    for (std::uint32_t i = 0; i < r.control->nslots; ++i)
+      if (r.control->slots[i] != 0 && !NameExists(SegmentName(r.control->slots[i]))) r.control->slots[i] = 0;
+  }
+  ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES), errmsg("too many dynamic shared memory segments"),
+          errdetail("This process has %u segments alive, the most it can create.", kSlots));
+}
+
+void RegistryRemove(dsm_handle handle) {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.control == nullptr || r.pid != getpid()) return;
+  for (std::uint32_t i = 0; i < r.control->nslots; ++i) {
+    if (r.control->slots[i] == handle) {
+      r.control->slots[i] = 0;
+      return;
+    }
+  }
+}
+
+std::size_t RegistryLiveCount() {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.control == nullptr || r.pid != getpid()) return 0;
+  std::size_t n = 0;
+  for (std::uint32_t i = 0; i < r.control->nslots; ++i)
+    if (r.control->slots[i] != 0 && NameExists(SegmentName(r.control->slots[i]))) ++n;
+  return n;
+}
+
+void RegistryForgetAfterFork() {
+  Registry& r = TheRegistry();
+  // The mutex may have been held by another thread at fork: start afresh.
+  new (&r.mutex) std::mutex;
+  r.control = nullptr;  // the parent's mapping stays; the child never writes it
+  r.pid = getpid();
+}
+
+std::size_t CleanupOrphans() {
+  const pid_t self = getpid();
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return 0;
+  // First the dead processes' control segments (they carry start times),
+  // then every name of a dead pid.
+  std::vector<std::string> names;
+  while (dirent* e = readdir(dir)) names.emplace_back(e->d_name);
+  closedir(dir);
+
+  std::vector<pid_t> dead;
+  auto is_dead = [&](pid_t pid) {
+    for (pid_t d : dead)
+      if (d == pid) return true;
+    return false;
+  };
+  for (const std::string& name : names) {
+    pid_t pid;
+    const char* rest;
+    if (!ParseGroveName(name.c_str(), &pid, &rest) || std::strcmp(rest, "control") != 0 || pid == self) continue;
+    unsigned long long start_time = 0;
+    int fd = shm_open(("/" + name).c_str(), O_RDONLY, 0);
+    if (fd >= 0) {
+      void* p = mmap(nullptr, sizeof(ControlSegment), PROT_READ, MAP_SHARED, fd, 0);
+      close(fd);
+      if (p != MAP_FAILED) {
+        const auto* c = static_cast<const ControlSegment*>(p);
+        if (c->magic == kControlMagic && c->pid == pid) start_time = c->start_time;
+        munmap(p, sizeof(ControlSegment));
+      }
+    }
+    if (!ProcessAlive(pid, start_time)) dead.push_back(pid);
+  }
+
+  std::size_t removed = 0;
+  for (const std::string& name : names) {
+    pid_t pid;
+    const char* rest;
+    if (!ParseGroveName(name.c_str(), &pid, &rest) || pid == self) continue;
+    if (!is_dead(pid)) {
+      // A segment whose creator left no registry (died before creating it).
+      if (ProcessAlive(pid, 0)) continue;
+      dead.push_back(pid);
+    }
+    if (std::strcmp(rest, "control") == 0) continue;  // removed last, below
+    if (shm_unlink(("/" + name).c_str()) == 0) ++removed;
+  }
+  for (pid_t pid : dead) shm_unlink(ControlName(pid).c_str());
+  return removed;
+}
+
+}  // namespace grove::dsm_internal
