@@ -141,14 +141,17 @@ void DropReference(dsm_handle handle, SegmentHeader* header) {
 }
 
 void DetachInternal(dsm_segment* seg, bool forget_from_owner) {
-  // Callbacks first, last registered first; each is removed before it runs.
+  // The owner first: it is the only step that can fail (an owner already
+  // being released), and then nothing has changed yet.
+  if (forget_from_owner && seg->owner != nullptr)
+    ResourceOwnerForget(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
+  seg->owner = nullptr;
+  // Callbacks, last registered first; each is removed before it runs.
   while (!seg->callbacks.empty()) {
     auto [function, arg] = seg->callbacks.back();
     seg->callbacks.pop_back();
     function(seg, arg);
   }
-  if (forget_from_owner && seg->owner != nullptr)
-    ResourceOwnerForget(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
   Untrack(seg);
   SegmentHeader* header = seg->header();
   const dsm_handle handle = seg->handle;
