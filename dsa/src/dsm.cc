@@ -79,12 +79,13 @@ char* PrintSegment(Datum res) {
 
 // First DSM call of a process (or of a child after fork): install the
 // resource kind's release, forget the parent's attachments, clean up after
-// dead processes.
-void EnsureInitialized() {
+// dead processes. Returns how many segments that cleanup removed (0 when
+// already initialized).
+std::size_t EnsureInitialized() {
   ProcessState& s = State();
   {
     std::lock_guard<std::mutex> lock(s.mutex);
-    if (s.pid == getpid()) return;
+    if (s.pid == getpid()) return 0;
   }
   const bool forked = s.pid != 0;
   if (forked) {
@@ -101,7 +102,7 @@ void EnsureInitialized() {
     s.next_low = rd();
     s.pid = getpid();
   }
-  CleanupOrphans();
+  return CleanupOrphans();
 }
 
 dsm_handle NextHandle() {
@@ -196,7 +197,11 @@ dsm_segment* dsm_create(std::size_t size, int flags) {
     name = SegmentName(handle);
     // Registered before it exists, so a crash right after creation leaves
     // nothing the cleanup would not find.
-    RegistryAdd(handle);
+    if (!RegistryAdd(handle)) {
+      if (flags & DSM_CREATE_NULL_IF_MAXSEGMENTS) return nullptr;
+      ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES), errmsg("too many dynamic shared memory segments"),
+              errdetail("A process can have at most %zu segments it created alive at once.", kMaxCreatedSegments));
+    }
     fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
       const int err = errno;
@@ -355,8 +360,8 @@ void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Dat
 }
 
 std::size_t dsm_cleanup_orphans() {
-  EnsureInitialized();
-  return CleanupOrphans();
+  const std::size_t at_start = EnsureInitialized();  // the first call cleans up as it starts
+  return at_start + CleanupOrphans();
 }
 
 std::size_t dsm_created_segment_count() { return RegistryLiveCount(); }

@@ -21,9 +21,9 @@ pid_t CreatorOf(dsm_handle handle);
 bool ProcessAlive(pid_t pid, unsigned long long start_time);
 unsigned long long ProcessStartTime(pid_t pid);
 
-/// Records a handle this process is about to create. ERROR if the registry
-/// is full even after dropping entries whose segments are gone.
-void RegistryAdd(dsm_handle handle);
+/// Records a handle this process is about to create. Returns false if the
+/// registry is full even after dropping entries whose segments are gone.
+bool RegistryAdd(dsm_handle handle);
 /// Forgets a handle (its segment was destroyed or never created).
 void RegistryRemove(dsm_handle handle);
 /// Number of registered handles whose segments still exist.

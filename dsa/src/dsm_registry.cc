@@ -33,7 +33,7 @@ namespace grove::dsm_internal {
 namespace {
 
 constexpr std::uint64_t kControlMagic = 0x67726f7665637472ull;  // "grovectr"
-constexpr std::uint32_t kSlots = 4096;  // segments one process can have created and alive at once
+constexpr std::uint32_t kSlots = kMaxCreatedSegments;
 
 struct ControlSegment {
   std::uint64_t magic;
@@ -165,7 +165,7 @@ bool ProcessAlive(pid_t pid, unsigned long long start_time) {
   return true;
 }
 
-void RegistryAdd(dsm_handle handle) {
+bool RegistryAdd(dsm_handle handle) {
   Registry& r = TheRegistry();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (r.control == nullptr || r.pid != getpid()) CreateControl(r);
@@ -173,15 +173,14 @@ void RegistryAdd(dsm_handle handle) {
     for (std::uint32_t i = 0; i < r.control->nslots; ++i) {
       if (r.control->slots[i] == 0) {
         r.control->slots[i] = handle;
-        return;
+        return true;
       }
     }
     // Full: entries of segments destroyed by other processes are stale.
     for (std::uint32_t i = 0; i < r.control->nslots; ++i)
       if (r.control->slots[i] != 0 && !NameExists(SegmentName(r.control->slots[i]))) r.control->slots[i] = 0;
   }
-  ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES), errmsg("too many dynamic shared memory segments"),
-          errdetail("This process has %u segments alive, the most it can create.", kSlots));
+  return false;
 }
 
 void RegistryRemove(dsm_handle handle) {

@@ -59,12 +59,19 @@ std::size_t UsedBytes(const shm_toc* toc, std::uint32_t nentry) {
 }  // namespace
 
 shm_toc* shm_toc_create(std::uint64_t magic, void* address, std::size_t nbytes) {
-  if (nbytes < kHeaderBytes + sizeof(shm_toc_entry))
+  if (reinterpret_cast<std::uintptr_t>(address) % alignof(shm_toc) != 0)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+            errmsg("a table of contents must start %zu-byte aligned, not at %p", alignof(shm_toc), address));
+  // Chunks are carved back from the end of the area, so its end must be
+  // aligned for the chunks to be: whatever the start, end on a boundary.
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(address);
+  const std::size_t total = nbytes >= SHM_TOC_ALIGNMENT ? AlignDown(start + nbytes) - start : 0;
+  if (total < kHeaderBytes + sizeof(shm_toc_entry))
     ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE),
             errmsg("shared memory area of %zu bytes is too small for a table of contents", nbytes));
   auto* toc = new (address) shm_toc;
   toc->lock.store(false, std::memory_order_relaxed);
-  toc->total_bytes = AlignDown(nbytes);
+  toc->total_bytes = total;
   toc->allocated_bytes = 0;
   toc->nentry.store(0, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);

@@ -36,10 +36,16 @@ inline constexpr dsm_handle DSM_HANDLE_INVALID = 0;
 struct dsm_segment;  // a process's attachment to a segment
 
 /// dsm_create flags.
-inline constexpr int DSM_CREATE_NULL_IF_MAXSEGMENTS = 0x01;  ///< return nullptr instead of ERROR when out of space
+inline constexpr int DSM_CREATE_NULL_IF_MAXSEGMENTS = 0x01;  ///< return nullptr instead of ERROR when out of space or segments
+
+/// How many segments one process can have created and alive at once (the
+/// size of its registry); beyond that dsm_create is an ERROR "too many
+/// dynamic shared memory segments" (or nullptr with the flag).
+inline constexpr std::size_t kMaxCreatedSegments = 4096;
 
 /// Creates and attaches a segment of `size` usable bytes (zeroed). ERROR if
-/// /dev/shm cannot hold it (or nullptr with DSM_CREATE_NULL_IF_MAXSEGMENTS).
+/// /dev/shm cannot hold it or the process has kMaxCreatedSegments alive (or
+/// nullptr with DSM_CREATE_NULL_IF_MAXSEGMENTS).
 dsm_segment* dsm_create(std::size_t size, int flags = 0);
 /// Attaches an existing segment. ERROR if it does not exist (any more), or
 /// if this process already has it attached (use dsm_find_mapping).

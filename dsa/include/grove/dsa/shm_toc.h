@@ -28,6 +28,8 @@ struct shm_toc_estimator {
 /// Alignment of every chunk shm_toc_allocate returns (a cache line).
 inline constexpr std::size_t SHM_TOC_ALIGNMENT = 64;
 
+/// `address` must be 8-byte aligned; chunks are 64-byte aligned whatever
+/// the area's start (an unaligned area loses up to 63 bytes at its end).
 shm_toc* shm_toc_create(std::uint64_t magic, void* address, std::size_t nbytes);
 /// nullptr if the magic number does not match (not a TOC, or another kind).
 shm_toc* shm_toc_attach(std::uint64_t magic, void* address);
