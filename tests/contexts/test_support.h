@@ -17,6 +17,7 @@
 #include "grove/contexts/memutils.h"
 #include "grove/contexts/palloc.h"
 #include "grove/contexts/testing.h"
+#include "../support/report_capture.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define GROVE_TEST_ASAN 1
@@ -147,42 +148,6 @@ inline bool IsAligned(const void* p, std::size_t alignment) {
 }
 
 // --- errors ------------------------------------------------------------------------
-
-/// Runs `f`; returns the grove::Error it raised, or nullopt.
-template <typename F>
-std::optional<Error> CatchError(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-inline bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-/// Collects the calling thread's reports (WARNINGs and below) for its lifetime.
-class MessageCapture {
- public:
-  MessageCapture() : sink_([this](const ErrorData& d) { reports.push_back(d); }) {}
-  std::vector<ErrorData> reports;
-  std::size_t CountContaining(const std::string& text) const {
-    std::size_t n = 0;
-    for (const auto& r : reports)
-      if (Contains(r.message, text)) ++n;
-    return n;
-  }
-  std::string All() const {
-    std::string out;
-    for (const auto& r : reports) out += r.Format() + "\n";
-    return out;
-  }
-
- private:
-  ScopedMessageSink sink_;
-};
 
 // --- block hooks ---------------------------------------------------------------------
 

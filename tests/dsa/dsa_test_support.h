@@ -55,58 +55,14 @@
 #include "grove/dsa/shm_toc.h"
 #include "grove/resowner/resowner.h"
 #include "grove/runtime/xact.h"
+#include "../support/report_capture.h"
 
 namespace grove::test {
 
 // --- errors and messages ------------------------------------------------------------
 
-/// Runs `f`; returns the grove::Error it raised, or nullopt.
-template <typename F>
-std::optional<Error> CatchError(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-inline bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
 inline constexpr const char* kLeakText = "resource was not closed";
 
-/// Collects the calling thread's reports (WARNINGs and below) for its lifetime.
-class MessageCapture {
- public:
-  MessageCapture() : sink_([this](const ErrorData& d) { reports.push_back(d); }) {}
-  MessageCapture(const MessageCapture&) = delete;
-  MessageCapture& operator=(const MessageCapture&) = delete;
-
-  std::vector<ErrorData> reports;
-
-  std::size_t CountContaining(const std::string& text) const {
-    std::size_t n = 0;
-    for (const auto& r : reports)
-      if (Contains(r.message, text)) ++n;
-    return n;
-  }
-  std::size_t CountLevel(int elevel) const {
-    std::size_t n = 0;
-    for (const auto& r : reports)
-      if (r.elevel == elevel) ++n;
-    return n;
-  }
-  std::string All() const {
-    std::string out;
-    for (const auto& r : reports) out += r.Format() + "\n";
-    return out;
-  }
-
- private:
-  ScopedMessageSink sink_;
-};
 
 // --- /dev/shm ----------------------------------------------------------------------------
 
