@@ -58,8 +58,6 @@ void* AllocLarge(GenerationContext* set, std::size_t size, int flags) {
   return ChunkGetPointer(chunk);
 }
 
-constexpr std::size_t kRewindBytes = 4096;
-
 // Whether a block is a dedicated one (never current, but be exact).
 bool ChunkIsExternalBlock(GenerationBlock* block) {
   return block->nchunks > 0 &&

@@ -53,6 +53,9 @@ inline std::size_t ChunkDataSize(MemoryChunk* chunk, GenerationBlock* block) {
   return ChunkValue(chunk);
 }
 
+/// An emptied current block is rewound only once it has carved this much.
+constexpr std::size_t kRewindBytes = 4096;
+
 /// Everything but carving from the current block: a new block, large chunks.
 [[gnu::noinline]] void* AllocSlow(GenerationContext* set, std::size_t size, int flags);
 /// The freed chunk was the last live one of its block.
@@ -84,6 +87,10 @@ inline void Free(void* pointer) {
   GenerationContext* set = block->context;
   CheckingOnFree(&set->header, chunk, ChunkDataSize(chunk, block));
   if (GROVE_LIKELY(++block->nfree < block->nchunks)) return;
+  // The current block emptied but has carved little: it is not rewound
+  // (BlockEmptied says why), so there is nothing to do — checked here to
+  // keep a lone alloc/free pair off the slow path.
+  if (block == set->block && static_cast<std::size_t>(block->freeptr - BlockStart(block)) < kRewindBytes) return;
   BlockEmptied(set, block, chunk);
 }
 
