@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <memory>
+#include <pthread.h>
 #include <mutex>
 #include <random>
 #include <string>
@@ -46,6 +48,7 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "reference counts
 
 struct dsm_segment {
   dsm_handle handle;
+  pid_t attach_pid;  // the process that attached; a forked child only unmaps
   char* base;  // the mapping, header included
   std::size_t mapped;
   ResourceOwner owner;  // nullptr: the attachment belongs to the process
@@ -59,10 +62,12 @@ namespace {
 
 struct ProcessState {
   std::mutex mutex;
-  pid_t pid = 0;           // the process this state belongs to (fork check)
+  pid_t pid = 0;           // the process that initialized this state (0: not yet)
   dsm_segment* segments = nullptr;
   std::uint32_t next_low = 0;
 };
+
+pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 ProcessState& State() {
   static ProcessState* state = new ProcessState;  // never destroyed: used at exit
@@ -77,32 +82,33 @@ char* PrintSegment(Datum res) {
   return psprintf("dynamic shared memory segment %s", SegmentName(seg->handle).c_str() + 1);
 }
 
-// First DSM call of a process (or of a child after fork): install the
-// resource kind's release, forget the parent's attachments, clean up after
-// dead processes. Returns how many segments that cleanup removed (0 when
-// already initialized).
-std::size_t EnsureInitialized() {
+// In a forked child: attachments and registry are the parent's, and a lock
+// another parent thread held at fork would never be released. Start afresh
+// (the inherited mappings stay mapped but belong to nobody here).
+void ResetAfterFork() {
   ProcessState& s = State();
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    if (s.pid == getpid()) return 0;
-  }
-  const bool forked = s.pid != 0;
-  if (forked) {
-    // Attachments are not inherited: the child attaches what it needs (its
-    // parent's mappings stay mapped but are not counted or detached here).
-    new (&s.mutex) std::mutex;
-    s.segments = nullptr;
-    RegistryForgetAfterFork();
-  }
+  new (&s.mutex) std::mutex;
+  s.segments = nullptr;
+  s.pid = 0;
+  RegistryForgetAfterFork();
+}
+void InstallForkHandler() { pthread_atfork(nullptr, nullptr, &ResetAfterFork); }
+
+// First DSM call of a process (or of a child after fork): install the
+// resource kind's release, clean up after dead processes. All of it under
+// the state's lock, so two threads' first calls cannot interleave. Returns
+// how many segments that cleanup removed (0 when already initialized).
+std::size_t EnsureInitialized() {
+  pthread_once(&atfork_once, &InstallForkHandler);
+  ProcessState& s = State();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.pid == getpid()) return 0;
   SetResourceKindRelease(&kDsmSegmentResourceKind, &ReleaseFromOwner, &PrintSegment);
   std::random_device rd;
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    s.next_low = rd();
-    s.pid = getpid();
-  }
-  return CleanupOrphans();
+  s.next_low = rd();
+  const std::size_t removed = CleanupOrphans();
+  s.pid = getpid();
+  return removed;
 }
 
 dsm_handle NextHandle() {
@@ -115,11 +121,16 @@ dsm_handle NextHandle() {
   return (static_cast<dsm_handle>(static_cast<std::uint32_t>(getpid())) << 32) | low;
 }
 
-void Track(dsm_segment* seg) {
+// Returns false if this process already tracks the handle (another thread
+// attached it meanwhile).
+bool Track(dsm_segment* seg) {
   ProcessState& s = State();
   std::lock_guard<std::mutex> lock(s.mutex);
+  for (dsm_segment* other = s.segments; other != nullptr; other = other->next)
+    if (other->handle == seg->handle) return false;
   seg->next = s.segments;
   s.segments = seg;
+  return true;
 }
 
 void Untrack(dsm_segment* seg) {
@@ -142,6 +153,12 @@ void DropReference(dsm_handle handle, SegmentHeader* header) {
 }
 
 void DetachInternal(dsm_segment* seg, bool forget_from_owner) {
+  if (seg->attach_pid != getpid()) {
+    // Inherited through fork: the reference and callbacks are the parent's.
+    munmap(seg->base, seg->mapped);
+    delete seg;
+    return;
+  }
   // The owner first: it is the only step that can fail (an owner already
   // being released), and then nothing has changed yet.
   if (forget_from_owner && seg->owner != nullptr)
@@ -188,6 +205,8 @@ dsm_segment* dsm_create(std::size_t size, int flags) {
   // Room in the owner first: once the segment exists, recording it must not fail.
   if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
   const std::size_t total = kHeaderBytes + PageRound(size == 0 ? 1 : size);
+  // Allocated first: once the segment exists, nothing may fail.
+  std::unique_ptr<dsm_segment> seg(new dsm_segment{DSM_HANDLE_INVALID, getpid(), nullptr, 0, nullptr, {}, nullptr});
 
   dsm_handle handle = DSM_HANDLE_INVALID;
   std::string name;
@@ -237,10 +256,12 @@ dsm_segment* dsm_create(std::size_t size, int flags) {
   std::atomic_thread_fence(std::memory_order_release);
   header->magic = kSegmentMagic;
 
-  auto* seg = new dsm_segment{handle, static_cast<char*>(base), total, nullptr, {}, nullptr};
-  Track(seg);
-  RememberInCurrentOwner(seg);
-  return seg;
+  seg->handle = handle;
+  seg->base = static_cast<char*>(base);
+  seg->mapped = total;
+  Track(seg.get());  // a fresh handle: cannot be tracked already
+  RememberInCurrentOwner(seg.get());
+  return seg.release();
 }
 
 dsm_segment* dsm_attach(dsm_handle handle) {
@@ -252,6 +273,7 @@ dsm_segment* dsm_attach(dsm_handle handle) {
                    static_cast<unsigned long long>(handle)),
             errhint("Use dsm_find_mapping to get the existing attachment."));
   if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
+  std::unique_ptr<dsm_segment> seg(new dsm_segment{handle, getpid(), nullptr, 0, nullptr, {}, nullptr});
   const std::string name = SegmentName(handle);
   int fd = shm_open(name.c_str(), O_RDWR, 0);
   if (fd < 0) BadHandle(handle, errno == ENOENT ? "it does not exist (any more)" : std::strerror(errno));
@@ -265,18 +287,31 @@ dsm_segment* dsm_attach(dsm_handle handle) {
   close(fd);
   if (base == MAP_FAILED) BadHandle(handle, std::strerror(errno));
   auto* header = static_cast<SegmentHeader*>(base);
-  std::uint32_t refs = header->refcnt.load(std::memory_order_acquire);
-  bool ok = header->magic == kSegmentMagic;
-  // Take a reference unless the last one is gone: then it is being destroyed.
-  while (ok && !header->refcnt.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel)) ok = refs != 0;
-  if (!ok || refs == 0) {
+  if (header->magic != kSegmentMagic) {
     munmap(base, total);
-    BadHandle(handle, "it is being destroyed");
+    BadHandle(handle, "it is not a grove segment");
   }
-  auto* seg = new dsm_segment{handle, static_cast<char*>(base), total, nullptr, {}, nullptr};
-  Track(seg);
-  RememberInCurrentOwner(seg);
-  return seg;
+  // Take a reference unless the last one is gone: then it is being
+  // destroyed, and a count of 0 must never be raised again.
+  std::uint32_t refs = header->refcnt.load(std::memory_order_acquire);
+  for (;;) {
+    if (refs == 0) {
+      munmap(base, total);
+      BadHandle(handle, "it is being destroyed");
+    }
+    if (header->refcnt.compare_exchange_weak(refs, refs + 1, std::memory_order_acq_rel)) break;
+  }
+  seg->base = static_cast<char*>(base);
+  seg->mapped = total;
+  if (!Track(seg.get())) {
+    DropReference(handle, header);
+    munmap(base, total);
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("dynamic shared memory segment %llx is already attached in this process",
+                   static_cast<unsigned long long>(handle)));
+  }
+  RememberInCurrentOwner(seg.get());
+  return seg.release();
 }
 
 void dsm_detach(dsm_segment* seg) { DetachInternal(seg, true); }
@@ -295,12 +330,16 @@ void dsm_unpin_mapping(dsm_segment* seg) {
 
 void dsm_pin_segment(dsm_segment* seg) {
   SegmentHeader* header = seg->header();
+  // The pin's reference exists before the pin is visible, so a concurrent
+  // unpin can never drop a reference that was not taken yet.
+  header->refcnt.fetch_add(1, std::memory_order_acq_rel);
   std::uint32_t expected = 0;
-  if (!header->pinned.compare_exchange_strong(expected, 1, std::memory_order_acq_rel))
+  if (!header->pinned.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    header->refcnt.fetch_sub(1, std::memory_order_acq_rel);  // we hold another, so never the last
     ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
             errmsg("cannot pin dynamic shared memory segment %s: it is already pinned",
                    SegmentName(seg->handle).c_str() + 1));
-  header->refcnt.fetch_add(1, std::memory_order_acq_rel);
+  }
 }
 
 void dsm_unpin_segment(dsm_handle handle) {

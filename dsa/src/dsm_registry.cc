@@ -65,8 +65,9 @@ bool NameExists(const std::string& name) {
 // Removes this process's segments and control segment at normal exit.
 void RemoveOwnAtExit() {
   Registry& r = TheRegistry();
+  if (r.pid != getpid()) return;  // a forked child exiting: checked before taking a lock it may have inherited held
   std::lock_guard<std::mutex> lock(r.mutex);
-  if (r.control == nullptr || r.pid != getpid()) return;  // a forked child exiting
+  if (r.control == nullptr) return;
   for (std::uint32_t i = 0; i < r.control->nslots; ++i)
     if (r.control->slots[i] != 0) shm_unlink(SegmentName(r.control->slots[i]).c_str());
   munmap(r.control, sizeof(ControlSegment));
@@ -77,7 +78,13 @@ void RemoveOwnAtExit() {
 // Creates this process's control segment (called with the mutex held).
 void CreateControl(Registry& r) {
   const std::string name = ControlName(getpid());
-  int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+  // Exclusive: a control segment left by a dead process with our (reused)
+  // pid is removed and replaced, never truncated under a reader.
+  int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    shm_unlink(name.c_str());
+    fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  }
   if (fd < 0)
     ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES),
             errmsg("could not create shared memory registry \"%s\": %s", name.c_str(), std::strerror(errno)));
@@ -236,13 +243,18 @@ std::size_t CleanupOrphans() {
     unsigned long long start_time = 0;
     int fd = shm_open(("/" + name).c_str(), O_RDONLY, 0);
     if (fd >= 0) {
-      void* p = mmap(nullptr, sizeof(ControlSegment), PROT_READ, MAP_SHARED, fd, 0);
+      // pread, not mmap: a control segment still being created (or left
+      // empty by a crash) is shorter than its header, which a mapping would
+      // turn into SIGBUS; a short read is just a short read.
+      struct {
+        std::uint64_t magic;
+        std::int64_t pid;
+        unsigned long long start_time;
+      } head{};
+      if (pread(fd, &head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) && head.magic == kControlMagic &&
+          head.pid == pid)
+        start_time = head.start_time;
       close(fd);
-      if (p != MAP_FAILED) {
-        const auto* c = static_cast<const ControlSegment*>(p);
-        if (c->magic == kControlMagic && c->pid == pid) start_time = c->start_time;
-        munmap(p, sizeof(ControlSegment));
-      }
     }
     if (!ProcessAlive(pid, start_time)) dead.push_back(pid);
   }

@@ -87,6 +87,7 @@ shm_toc* shm_toc_attach(std::uint64_t magic, void* address) {
 }
 
 void* shm_toc_allocate(shm_toc* toc, std::size_t nbytes) {
+  if (nbytes > toc->total_bytes) nbytes = toc->total_bytes + 1;  // too large: fails below, without wrapping
   nbytes = AlignUp(nbytes);
   TocLock lock(toc);
   const std::uint32_t n = toc->nentry.load(std::memory_order_relaxed);

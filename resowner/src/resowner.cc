@@ -197,9 +197,15 @@ void ReleaseOwnPhase(ResourceOwner owner, ResourceReleasePhase phase, bool print
     // is not released twice.
     list.items[--*list.count] = ResourceElem{0, nullptr};
     if (printLeakWarnings) {
-      char* text = DescribeResource(e.item, e.kind);
-      ereport(WARNING, errmsg("resource was not closed: %s", text));
-      pfree(text);
+      // Reporting allocates and may fail; the resource is released anyway.
+      try {
+        char* text = DescribeResource(e.item, e.kind);
+        ereport(WARNING, errmsg("resource was not closed: %s", text));
+        pfree(text);
+      } catch (...) {
+        e.kind->ReleaseResource(e.item);
+        throw;
+      }
     }
     e.kind->ReleaseResource(e.item);
   }
@@ -214,8 +220,11 @@ void ReleaseInternal(ResourceOwner owner, ResourceReleasePhase phase, bool isCom
   try {
     owner->releasing = true;
     ReleaseOwnPhase(owner, phase, isCommit);
-    for (ReleaseCallbackItem* item = release_callbacks; item != nullptr; item = item->next)
+    for (ReleaseCallbackItem* item = release_callbacks; item != nullptr;) {
+      ReleaseCallbackItem* next = item->next;  // a callback may unregister itself
       item->callback(phase, isCommit, isTopLevel, item->arg);
+      item = next;
+    }
   } catch (...) {
     CurrentResourceOwner = save;
     throw;
@@ -385,17 +394,22 @@ void ResourceOwnerReassignAll(ResourceOwner from, ResourceOwner to) {
   if (from->releasing || to->releasing)
     Misuse("cannot move resources from resource owner \"%s\" to \"%s\": release has started", from->name, to->name);
   const std::uint32_t moving = from->narr + from->nhash;
-  if (moving == 0) return;
   // All allocation first, so that the move itself cannot fail half-way.
   const std::uint32_t needed = to->nhash + to->narr + moving;
-  if (needed >= to->grow_at) GrowHash(to, needed);
-  SpillArray(to);
+  if (moving > 0 && needed >= to->grow_at) GrowHash(to, needed);
+  if (moving > 0) SpillArray(to);
   for (std::uint32_t i = 0; i < from->narr; ++i) HashInsert(to, from->arr[i].item, from->arr[i].kind);
   for (std::uint32_t i = 0; i < from->capacity; ++i)
     if (from->hash[i].kind != nullptr) HashInsert(to, from->hash[i].item, from->hash[i].kind);
   from->narr = 0;
   from->nhash = 0;
   if (from->hash != nullptr) std::memset(from->hash, 0, sizeof(ResourceElem) * from->capacity);
+  // Owners created under `from` (a portal's, say) move with its resources.
+  while (from->firstchild != nullptr) {
+    ResourceOwner child = from->firstchild;
+    Unlink(child);
+    Link(child, to);
+  }
 }
 
 std::size_t ResourceOwnerCount(ResourceOwner owner) { return owner->narr + owner->nhash; }

@@ -34,6 +34,8 @@ bool RunStatement(const std::function<void()>& statement, const std::function<vo
     failure = FromException(ERRCODE_OUT_OF_MEMORY, "out of memory");
   } catch (const std::exception& e) {
     failure = FromException(ERRCODE_INTERNAL_ERROR, e.what());
+  } catch (...) {
+    failure = FromException(ERRCODE_INTERNAL_ERROR, "an exception of unknown type");
   }
   AbortCurrentTransaction();
   failure.elevel = ERROR;

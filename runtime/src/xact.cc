@@ -210,7 +210,9 @@ void CommitTransactionCommand() {
             errhint("Release or roll back the subtransaction first."));
   // May ERROR; the transaction is then still open, for the caller to abort.
   CallXactCallbacks(XACT_EVENT_PRE_COMMIT);
-  CallXactCallbacks(XACT_EVENT_COMMIT);
+  // From here the transaction commits: a COMMIT callback that fails is
+  // reported, not allowed to turn the commit into an abort.
+  AbortStep("commit callbacks", [] { CallXactCallbacks(XACT_EVENT_COMMIT); });
   // Leaked resources are reported (WARNING) and released.
   ReleaseAllPhases(top_state.owner, true, true);
   CleanupTransaction();
@@ -233,7 +235,9 @@ void BeginInternalSubTransaction(const char* name) {
   MemoryContext context = nullptr;
   try {
     context = AllocSetContextCreate(parent->cur_context, "CurTransactionContext", ALLOCSET_DEFAULT_SIZES);
-    *s = TransactionState{parent->xid, next_subid, parent->nesting + 1, name != nullptr ? name : "(unnamed)", context,
+    // The name is copied: the caller's string may not outlive the subtransaction.
+    const char* own_name = MemoryContextStrdup(context, name != nullptr ? name : "(unnamed)");
+    *s = TransactionState{parent->xid, next_subid, parent->nesting + 1, own_name, context,
                           ResourceOwnerCreate(parent->owner, "SubTransaction"), CurrentMemoryContext,
                           CurrentResourceOwner, parent};
   } catch (...) {
@@ -261,9 +265,11 @@ void ReleaseCurrentSubTransaction() {
   TransactionState* s = current;
   CallSubXactCallbacks(SUBXACT_EVENT_PRE_COMMIT_SUB, s->subid, s->parent->subid);
   // What the subtransaction still holds now belongs to its parent (as
-  // PostgreSQL reassigns locks); it is released when the parent ends.
+  // PostgreSQL reassigns locks); it is released when the parent ends. The
+  // last step that may fail: after it the subtransaction is committed.
   ResourceOwnerReassignAll(s->owner, s->parent->owner);
-  CallSubXactCallbacks(SUBXACT_EVENT_COMMIT_SUB, s->subid, s->parent->subid);
+  AbortStep("subtransaction commit callbacks",
+            [&] { CallSubXactCallbacks(SUBXACT_EVENT_COMMIT_SUB, s->subid, s->parent->subid); });
   // Its memory lives on under the parent's context until the parent ends,
   // unless nothing was allocated in it.
   PopSubTransaction(s, MemoryContextIsEmpty(s->cur_context));

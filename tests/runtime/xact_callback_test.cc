@@ -227,3 +227,76 @@ TEST_F(XactCallbackTest, CallbackUnregistersItself) {
 
 }  // namespace
 }  // namespace grove::test
+
+namespace grove::test {
+namespace {
+
+// A resource release callback may unregister itself while it runs; the
+// other callbacks still run and nothing freed is read.
+int self_removing_calls = 0;
+int other_calls = 0;
+void SelfRemoving(ResourceReleasePhase, bool, bool, void*) {
+  ++self_removing_calls;
+  UnregisterResourceReleaseCallback(&SelfRemoving, nullptr);
+}
+void Other(ResourceReleasePhase, bool, bool, void*) { ++other_calls; }
+
+TEST_F(XactTest, ReleaseCallbackMayUnregisterItself) {
+  self_removing_calls = other_calls = 0;
+  RegisterResourceReleaseCallback(&Other, nullptr);
+  RegisterResourceReleaseCallback(&SelfRemoving, nullptr);  // runs first (last registered)
+  StartTransactionCommand();
+  CommitTransactionCommand();
+  EXPECT_EQ(self_removing_calls, 1) << "it unregistered itself in the first phase";
+  EXPECT_EQ(other_calls, 3) << "the other one ran in all three phases";
+  UnregisterResourceReleaseCallback(&Other, nullptr);
+}
+
+// A COMMIT callback that fails does not turn the commit into an abort: it is
+// reported, and no ABORT event follows.
+std::vector<XactEvent> seen_events;
+void FailingOnCommit(XactEvent event, void*) {
+  seen_events.push_back(event);
+  if (event == XACT_EVENT_COMMIT) elog(ERROR, "commit callback failed");
+}
+
+TEST_F(XactTest, FailingCommitCallbackIsReportedNotAnAbort) {
+  seen_events.clear();
+  RegisterXactCallback(&FailingOnCommit, nullptr);
+  StartTransactionCommand();
+  {
+    MessageCapture capture;
+    EXPECT_NO_THROW(CommitTransactionCommand());
+    EXPECT_EQ(capture.CountContaining("commit callback failed"), 1u) << capture.All();
+  }
+  EXPECT_FALSE(IsTransactionState());
+  UnregisterXactCallback(&FailingOnCommit, nullptr);
+  EXPECT_EQ(seen_events, (std::vector<XactEvent>{XACT_EVENT_PRE_COMMIT, XACT_EVENT_COMMIT}));
+}
+
+// The subtransaction's name is copied: the caller's string may be gone by
+// the time an error names the subtransaction.
+TEST_F(XactTest, SubtransactionNameIsCopied) {
+  StartTransactionCommand();
+  {
+    std::string name = "savepoint_" + std::to_string(12345);
+    BeginInternalSubTransaction(name.c_str());
+    name.assign(name.size(), 'x');  // the caller's buffer changes
+  }
+  auto e = CatchError([] { CommitTransactionCommand(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->message().find("savepoint_12345"), std::string::npos) << e->message();
+  AbortCurrentTransaction();
+}
+
+// RunStatement recovers from exceptions of any type, not only std::exception.
+TEST_F(XactTest, RunStatementRecoversFromAnyException) {
+  std::optional<ErrorData> reported;
+  const bool ok = RunStatement([] { throw 42; }, [&](const ErrorData& d) { reported = d; });
+  EXPECT_FALSE(ok);
+  ASSERT_TRUE(reported.has_value());
+  EXPECT_FALSE(IsTransactionState());
+}
+
+}  // namespace
+}  // namespace grove::test

@@ -16,8 +16,9 @@
 //   dsm_unpin_segment.
 // * Every segment a process creates is recorded in that process's registry
 //   (a control segment, "grove.<pid>.control"). When the process exits
-//   normally, its segments' names are removed (processes attached keep their
-//   mappings). When it dies without exiting (SIGKILL, a crash), the next
+//   normally, its segments' names are removed — pinned ones too: a segment
+//   lives at most as long as the process that created it (processes attached
+//   keep their mappings). When it dies without exiting (SIGKILL, a crash), the next
 //   grove process to use DSM finds its registry and removes them: nothing
 //   stays behind in /dev/shm.
 #pragma once
@@ -85,10 +86,14 @@ std::size_t dsm_cleanup_orphans();
 /// still exist (for tests and the CLI).
 std::size_t dsm_created_segment_count();
 
-/// RAII: an attachment detached at scope exit (C++ face).
+/// RAII: an attachment detached at scope exit (C++ face). It takes the
+/// attachment away from the resource owner (dsm_pin_mapping), so that the
+/// scope alone decides when it goes and it is never detached twice.
 class DsmAttachment {
  public:
-  explicit DsmAttachment(dsm_segment* seg) noexcept : seg_(seg) {}
+  explicit DsmAttachment(dsm_segment* seg) : seg_(seg) {
+    if (seg_ != nullptr) dsm_pin_mapping(seg_);
+  }
   ~DsmAttachment() {
     if (seg_ != nullptr) dsm_detach(seg_);
   }

@@ -27,12 +27,14 @@ struct FreePageManager;
 /// Bytes a manager of `npages` pages occupies (place it in shared memory).
 std::size_t FreePageManagerSize(std::size_t npages);
 /// Initializes a manager of pages [0, npages), all of them in use.
-/// ERROR if npages is 0 or above 2^31.
+/// ERROR if npages is 0 or above 2^30 - 1.
 FreePageManager* FreePageManagerInitialize(void* at, std::size_t npages);
 
 /// Frees pages [first, first + npages), merging with free neighbours.
-/// ERROR if the range is outside the manager or starts or ends on a page
-/// that is already free.
+/// ERROR if the range is outside the manager or starts or ends on the first
+/// or last page of a free run. Only those boundary pages are checked:
+/// freeing pages inside a free run is not detected (the caller's page map
+/// knows which pages it holds).
 void FreePageManagerPut(FreePageManager* fpm, std::size_t first, std::size_t npages);
 /// Takes `npages` contiguous pages from the smallest free run that can hold
 /// them; returns false (nothing changed) if no run is long enough.

@@ -2,7 +2,9 @@
 // (PostgreSQL's shm_toc.h). Keyed entries point at chunks allocated from
 // the same area; entries grow forward from the header, chunks are carved
 // backward from the end. Lookups take no lock: an entry is published with a
-// release store of the entry count after it is written.
+// release store of the entry count after it is written. Allocation and
+// insertion take a spinlock that is not robust (as PostgreSQL's): they are
+// done by the area's creator while it sets the area up, before others use it.
 //
 //   shm_toc_estimator e; shm_toc_initialize_estimator(&e);
 //   shm_toc_estimate_chunk(&e, sizeof(Shared)); shm_toc_estimate_keys(&e, 1);

@@ -84,7 +84,7 @@ extern thread_local constinit ResourceOwner TopTransactionResourceOwner;
 /// static lifetime.
 ResourceOwner ResourceOwnerCreate(ResourceOwner parent, const char* name);
 /// Deletes the owner and its descendants. ERROR if any of them still holds a
-/// resource (release it first), or if one is being released.
+/// resource (release it first), or if it is CurrentResourceOwner.
 void ResourceOwnerDelete(ResourceOwner owner);
 /// Moves `owner` under `new_parent` (nullptr: make it a root). ERROR if that
 /// would make it its own ancestor.
@@ -107,8 +107,9 @@ void ResourceOwnerRelease(ResourceOwner owner, ResourceReleasePhase phase, bool 
 /// Releases every resource of `kind` the owner itself holds (not its
 /// children), silently, without starting the owner's release.
 void ResourceOwnerReleaseAllOfKind(ResourceOwner owner, const ResourceOwnerDesc* kind);
-/// Moves every resource `from` holds to `to` (a subtransaction's resources
-/// to its parent on commit). May allocate in `to`.
+/// Moves every resource `from` holds, and every owner created under it, to
+/// `to` (a subtransaction's resources to its parent on commit). May allocate
+/// in `to`; nothing moves if that fails.
 void ResourceOwnerReassignAll(ResourceOwner from, ResourceOwner to);
 
 /// Number of resources the owner itself holds.

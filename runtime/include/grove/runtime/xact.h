@@ -79,7 +79,9 @@ enum SubXactEvent {
 };
 using XactCallback = void (*)(XactEvent event, void* arg);
 using SubXactCallback = void (*)(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void* arg);
-/// Per thread. Callbacks for ABORT events must not throw.
+/// Per thread. PRE_COMMIT and PRE_COMMIT_SUB callbacks may raise an ERROR
+/// (the commit then fails and the caller aborts); a failure in any other
+/// event's callback is reported as a WARNING and does not change the outcome.
 void RegisterXactCallback(XactCallback callback, void* arg);
 void UnregisterXactCallback(XactCallback callback, void* arg);
 void RegisterSubXactCallback(SubXactCallback callback, void* arg);
