@@ -358,6 +358,11 @@ void dsm_unpin_segment(dsm_handle handle) {
   const std::string name = SegmentName(handle);
   int fd = shm_open(name.c_str(), O_RDWR, 0);
   if (fd < 0) BadHandle(handle, errno == ENOENT ? "it does not exist (any more)" : std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < kHeaderBytes) {
+    close(fd);  // still being created, or not a grove segment: mapping it could SIGBUS
+    BadHandle(handle, "it is not a complete grove segment");
+  }
   void* base = mmap(nullptr, kHeaderBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
   if (base == MAP_FAILED) BadHandle(handle, std::strerror(errno));
