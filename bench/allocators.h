@@ -44,9 +44,13 @@ struct TbbAllocator {
   void Finish() {}
 };
 
-/// std::pmr::unsynchronized_pool_resource over the default upstream;
-/// release() is its bulk release.
-class PmrPoolAllocator {
+/// A std::pmr resource over the default upstream; release() is its bulk
+/// release. Used with unsynchronized_pool_resource and with
+/// monotonic_buffer_resource, default-constructed (no initial buffer: what a
+/// user writing `monotonic_buffer_resource r;` gets; its deallocate does
+/// nothing, so only W3 is run against it).
+template <typename Resource>
+class PmrAllocator {
  public:
   static constexpr bool kBulkRelease = true;
   void* Alloc(std::size_t size) { return resource_.allocate(size, kPmrAlignment); }
@@ -55,23 +59,10 @@ class PmrPoolAllocator {
   void Finish() { resource_.release(); }
 
  private:
-  std::pmr::unsynchronized_pool_resource resource_;
+  Resource resource_;
 };
-
-/// std::pmr::monotonic_buffer_resource, default-constructed (no initial
-/// buffer: what a user writing `monotonic_buffer_resource r;` gets). Its
-/// deallocate does nothing; only W3 is run against it.
-class PmrMonotonicAllocator {
- public:
-  static constexpr bool kBulkRelease = true;
-  void* Alloc(std::size_t size) { return resource_.allocate(size, kPmrAlignment); }
-  void Free(void* chunk, std::size_t size) { resource_.deallocate(chunk, size, kPmrAlignment); }
-  void ReleaseAll() { resource_.release(); }
-  void Finish() { resource_.release(); }
-
- private:
-  std::pmr::monotonic_buffer_resource resource_;
-};
+using PmrPoolAllocator = PmrAllocator<std::pmr::unsynchronized_pool_resource>;
+using PmrMonotonicAllocator = PmrAllocator<std::pmr::monotonic_buffer_resource>;
 
 enum class GroveContextKind { kAllocSet, kGeneration, kSlab, kBump };
 

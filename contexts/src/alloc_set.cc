@@ -434,9 +434,7 @@ MemoryContext AllocSetContextCreate(MemoryContext parent, const char* name, std:
   while (set->allocChunkLimit + kChunkHeaderBytes > (maxBlockSize - kBlockHeaderBytes) / kChunkFraction)
     set->allocChunkLimit >>= 1;
 
-  const std::size_t mem = set->header.mem_allocated;
   MemoryContextCreate(&set->header, &kAllocSetMethods, kAllocSetId, parent, name);
-  set->header.mem_allocated = mem;
   return &set->header;
 }
 

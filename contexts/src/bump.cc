@@ -210,9 +210,7 @@ MemoryContext BumpContextCreate(MemoryContext parent, const char* name, std::siz
   while (set->allocChunkLimit + kBumpHeaderBytes > (maxBlockSize - kBlockHeaderBytes) / kChunkFraction)
     set->allocChunkLimit >>= 1;
   AdoptFirstBlock(&set->header, set, firstBlockSize);
-  const std::size_t mem = set->header.mem_allocated;
   MemoryContextCreate(&set->header, &kBumpMethods, kBumpId, parent, name);
-  set->header.mem_allocated = mem;
   return &set->header;
 }
 

@@ -313,9 +313,7 @@ MemoryContext GenerationContextCreate(MemoryContext parent, const char* name, st
   while (set->allocChunkLimit + kChunkHeaderBytes > (maxBlockSize - kBlockHeaderBytes) / kChunkFraction)
     set->allocChunkLimit >>= 1;
   AdoptFirstBlock(&set->header, set, firstBlockSize);
-  const std::size_t mem = set->header.mem_allocated;
   MemoryContextCreate(&set->header, &kGenerationMethods, kGenerationId, parent, name);
-  set->header.mem_allocated = mem;
   return &set->header;
 }
 

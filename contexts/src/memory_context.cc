@@ -174,23 +174,14 @@ void DeleteTree(MemoryContext root) {
 // to the limited context `from` by `to`. A limited descendant only needs its
 // limit_parent fixed; below it, holders point at it and stay.
 void RetargetLimits(MemoryContext root, MemoryContext from, MemoryContext to) {
-  MemoryContext n = root->firstchild;
-  while (n != nullptr) {
-    bool descend = true;
+  ForEachDescendant(root, [&](MemoryContext n) {
     if (n->limit != 0) {
       if (n->limit_parent == from) n->limit_parent = to;
-      descend = false;
-    } else if (n->limit_holder == from) {
-      n->limit_holder = to;
+      return false;
     }
-    if (descend && n->firstchild != nullptr) {
-      n = n->firstchild;
-      continue;
-    }
-    while (n != root && n->nextchild == nullptr) n = n->parent;
-    if (n == root) break;
-    n = n->nextchild;
-  }
+    if (n->limit_holder == from) n->limit_holder = to;
+    return true;
+  });
 }
 
 void CheckContextArg(MemoryContext context, const char* caller) {
@@ -411,18 +402,11 @@ void MemoryContextReset(MemoryContext context) {
 
 void MemoryContextResetChildren(MemoryContext context) {
   CheckContextArg(context, "MemoryContextResetChildren");
-  // Pre-order over strict descendants; children are reset, not deleted.
-  MemoryContext n = context->firstchild;
-  while (n != nullptr) {
+  // Children are reset, not deleted.
+  ForEachDescendant(context, [](MemoryContext n) {
     MemoryContextResetOnly(n);
-    if (n->firstchild != nullptr) {
-      n = n->firstchild;
-      continue;
-    }
-    while (n != context && n->nextchild == nullptr) n = n->parent;
-    if (n == context) break;
-    n = n->nextchild;
-  }
+    return true;
+  });
 }
 
 void MemoryContextDeleteChildren(MemoryContext context) {
@@ -517,23 +501,11 @@ std::size_t MemoryContextMemAllocated(MemoryContext context, bool recurse) {
   if (!recurse) return context->mem_allocated;
   if (context->limit != 0) return context->subtree_bytes;  // maintained exactly
   std::size_t total = context->mem_allocated;
-  MemoryContext n = context->firstchild;
-  while (n != nullptr) {
-    bool descend = true;
-    if (n->limit != 0) {
-      total += n->subtree_bytes;
-      descend = false;
-    } else {
-      total += n->mem_allocated;
-    }
-    if (descend && n->firstchild != nullptr) {
-      n = n->firstchild;
-      continue;
-    }
-    while (n != context && n->nextchild == nullptr) n = n->parent;
-    if (n == context) break;
-    n = n->nextchild;
-  }
+  ForEachDescendant(context, [&](MemoryContext n) {
+    // A limited descendant keeps its subtree's total exactly.
+    total += n->limit != 0 ? n->subtree_bytes : n->mem_allocated;
+    return n->limit == 0;
+  });
   return total;
 }
 
@@ -585,17 +557,10 @@ namespace mcxt {
 bool TrimSubtree(MemoryContext root) {
   const std::size_t before = MemoryContextMemAllocated(root, true);
   root->methods->trim(root);
-  MemoryContext n = root->firstchild;
-  while (n != nullptr) {
+  ForEachDescendant(root, [](MemoryContext n) {
     n->methods->trim(n);
-    if (n->firstchild != nullptr) {
-      n = n->firstchild;
-      continue;
-    }
-    while (n != root && n->nextchild == nullptr) n = n->parent;
-    if (n == root) break;
-    n = n->nextchild;
-  }
+    return true;
+  });
   return MemoryContextMemAllocated(root, true) < before;
 }
 

@@ -109,6 +109,23 @@ void* CreationFailure(MemoryContext parent, const char* name, std::size_t size);
 void ValidateBlockSizes(const char* name, std::size_t minContextSize, std::size_t initBlockSize,
                         std::size_t maxBlockSize);
 
+/// Visits the strict descendants of `root` in pre-order without recursion
+/// (trees can be deep, and walks run on the out-of-memory path). `visit(n)`
+/// returns whether to descend into n's children.
+template <typename Visit>
+void ForEachDescendant(MemoryContext root, Visit visit) {
+  MemoryContext n = root->firstchild;
+  while (n != nullptr) {
+    if (visit(n) && n->firstchild != nullptr) {
+      n = n->firstchild;
+      continue;
+    }
+    while (n != root && n->nextchild == nullptr) n = n->parent;
+    if (n == root) break;
+    n = n->nextchild;
+  }
+}
+
 /// Trims every context of the subtree (see MemoryContextMethods::trim).
 /// Returns whether anything was given back. Used when a limit refuses a
 /// block: memory held only for reuse must not cause an out-of-memory error.

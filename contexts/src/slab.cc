@@ -281,9 +281,7 @@ MemoryContext SlabContextCreate(MemoryContext parent, const char* name, std::siz
   slab->all = nullptr;
   for (auto& list : slab->blocklist) list = nullptr;
   AdoptFirstBlock(&slab->header, slab, kContextHeaderBytes);
-  const std::size_t mem = slab->header.mem_allocated;
   MemoryContextCreate(&slab->header, &kSlabMethods, kSlabId, parent, name);
-  slab->header.mem_allocated = mem;
   return &slab->header;
 }
 

@@ -28,22 +28,14 @@ void Add(MemoryContextCounters* total, const MemoryContextCounters& c) {
   total->freespace += c.freespace;
 }
 
-// Pre-order walk of `root` and its descendants without recursion: trees can
-// be deep, and this also runs on the out-of-memory path.
+// `root` and then its descendants, pre-order.
 template <typename F>
 void ForEachInSubtree(MemoryContext root, F f) {
   f(root);
-  MemoryContext n = root->firstchild;
-  while (n != nullptr) {
+  ForEachDescendant(root, [&](MemoryContext n) {
     f(n);
-    if (n->firstchild != nullptr) {
-      n = n->firstchild;
-      continue;
-    }
-    while (n != root && n->nextchild == nullptr) n = n->parent;
-    if (n == root) break;
-    n = n->nextchild;
-  }
+    return true;
+  });
 }
 
 void AddSubtree(MemoryContext context, MemoryContextCounters* total) {

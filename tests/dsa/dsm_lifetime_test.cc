@@ -2,6 +2,8 @@
 // only owner of its attachment (a resource owner ending first must not detach
 // it behind its back), and a forked child that releases inherited resource
 // owners never touches its parent's segments.
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 
 #include "dsa_test_support.h"
@@ -67,6 +69,21 @@ TEST_F(DsmLifetimeTest, ForkedChildReleasingInheritedOwnerLeavesParentSegment) {
   dsm_detach(seg);
   EXPECT_FALSE(ShmNameExists(SegmentName(handle)));
   CommitTransactionCommand();
+}
+
+// An object under a segment's name that is shorter than a segment header
+// (one being created, or not grove's): attach and unpin are ERRORs, never a
+// SIGBUS from mapping past its end.
+TEST_F(DsmLifetimeTest, IncompleteSegmentIsAnErrorNotASigbus) {
+  InitializeDsm();
+  const dsm_handle handle = (static_cast<dsm_handle>(getpid()) << 32) | 0x7777abcdu;
+  const std::string name = "/" + SegmentName(handle);
+  const int fd = shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);  // size 0
+  EXPECT_THROW(dsm_unpin_segment(handle), Error);
+  EXPECT_THROW(dsm_attach(handle), Error);
+  shm_unlink(name.c_str());
 }
 
 // A request larger than the area fails cleanly, also when rounding it up
