@@ -111,14 +111,17 @@ std::size_t EnsureInitialized() {
   return removed;
 }
 
-dsm_handle NextHandle() {
+// A handle named after `owner` (whose registry records it). Lows come from
+// a random start, so that two processes naming segments after one owner
+// rarely collide; a collision is caught by O_EXCL and retried.
+dsm_handle NextHandle(pid_t owner) {
   ProcessState& s = State();
   std::lock_guard<std::mutex> lock(s.mutex);
   std::uint32_t low;
   do {
     low = s.next_low++;
   } while (low == 0);
-  return (static_cast<dsm_handle>(static_cast<std::uint32_t>(getpid())) << 32) | low;
+  return (static_cast<dsm_handle>(static_cast<std::uint32_t>(owner)) << 32) | low;
 }
 
 // Returns false if this process already tracks the handle (another thread
@@ -148,7 +151,7 @@ void Untrack(dsm_segment* seg) {
 void DropReference(dsm_handle handle, SegmentHeader* header) {
   if (header->refcnt.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     shm_unlink(SegmentName(handle).c_str());
-    if (CreatorOf(handle) == getpid()) RegistryRemove(handle);
+    RegistryRemove(handle);
   }
 }
 
@@ -198,7 +201,9 @@ std::size_t PageRound(std::size_t n) {
 
 }  // namespace
 
-dsm_segment* dsm_create(std::size_t size, int flags) {
+namespace {
+
+dsm_segment* CreateSegment(pid_t owner, std::size_t size, int flags) {
   EnsureInitialized();
   if (size > (std::size_t{1} << 46))
     ereport(ERROR, errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("invalid shared memory segment size %zu", size));
@@ -212,11 +217,16 @@ dsm_segment* dsm_create(std::size_t size, int flags) {
   std::string name;
   int fd = -1;
   for (int attempt = 0; fd < 0; ++attempt) {
-    handle = NextHandle();
+    handle = NextHandle(owner);
     name = SegmentName(handle);
     // Registered before it exists, so a crash right after creation leaves
     // nothing the cleanup would not find.
-    if (!RegistryAdd(handle)) {
+    const RegistryAddResult added = RegistryAddFor(owner, handle);
+    if (added == RegistryAddResult::kOwnerGone)
+      ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+              errmsg("cannot create a shared memory segment owned by process %d: it is not running",
+                     static_cast<int>(owner)));
+    if (added == RegistryAddResult::kFull) {
       if (flags & DSM_CREATE_NULL_IF_MAXSEGMENTS) return nullptr;
       ereport(ERROR, errcode(ERRCODE_INSUFFICIENT_RESOURCES), errmsg("too many dynamic shared memory segments"),
               errdetail("A process can have at most %zu segments it created alive at once.", kMaxCreatedSegments));
@@ -262,6 +272,16 @@ dsm_segment* dsm_create(std::size_t size, int flags) {
   Track(seg.get());  // a fresh handle: cannot be tracked already
   RememberInCurrentOwner(seg.get());
   return seg.release();
+}
+
+}  // namespace
+
+dsm_segment* dsm_create(std::size_t size, int flags) { return CreateSegment(getpid(), size, flags); }
+
+dsm_segment* dsm_create_owned_by(pid_t owner, std::size_t size, int flags) {
+  if (owner <= 0)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid owner process %d", static_cast<int>(owner)));
+  return CreateSegment(owner, size, flags);
 }
 
 dsm_segment* dsm_attach(dsm_handle handle) {

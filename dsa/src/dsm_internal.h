@@ -24,7 +24,13 @@ unsigned long long ProcessStartTime(pid_t pid);
 /// Records a handle this process is about to create. Returns false if the
 /// registry is full even after dropping entries whose segments are gone.
 bool RegistryAdd(dsm_handle handle);
-/// Forgets a handle (its segment was destroyed or never created).
+/// Records a handle this process is about to create on behalf of `owner`
+/// (named after it, removed at its exit). kOwnerGone if `owner` has no
+/// registry or is not running.
+enum class RegistryAddResult { kAdded, kFull, kOwnerGone };
+RegistryAddResult RegistryAddFor(pid_t owner, dsm_handle handle);
+/// Forgets a handle (its segment was destroyed or never created); in the
+/// owner's registry when this process has it mapped.
 void RegistryRemove(dsm_handle handle);
 /// Number of registered handles whose segments still exist.
 std::size_t RegistryLiveCount();

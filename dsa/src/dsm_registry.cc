@@ -7,8 +7,11 @@
 // * after a crash (SIGKILL, abort), the next grove process to use DSM finds
 //   the control segment of a dead process and removes what it lists, and any
 //   other "grove.<dead pid>.*" name.
-// Only the owning process writes its control segment, under a mutex;
-// another process reads it only once the owner is dead.
+// The owning process writes its control segment under a mutex. Another
+// process may add and remove entries too — it creates segments on the
+// owner's behalf (dsm_create_owned_by: a DSA grown by a worker belongs to
+// the area's creator) — so every slot is claimed and cleared with atomic
+// compare-and-swap. Cleanup reads a control segment only once its owner is dead.
 #include <atomic>
 #include <cerrno>
 #include <climits>
@@ -55,6 +58,34 @@ Registry& TheRegistry() {
   return *registry;
 }
 
+// Slots are shared with processes that create segments on the owner's behalf.
+dsm_handle LoadSlot(const ControlSegment* c, std::uint32_t i) {
+  return __atomic_load_n(&c->slots[i], __ATOMIC_ACQUIRE);
+}
+bool CasSlot(ControlSegment* c, std::uint32_t i, dsm_handle expected, dsm_handle desired) {
+  return __atomic_compare_exchange_n(&c->slots[i], &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+// Claims a free slot for `handle`; on a full table, clears the entries of
+// segments that no longer exist and tries once more.
+bool AddToControl(ControlSegment* c, dsm_handle handle);
+
+// Other processes' control segments this process has mapped to record
+// segments on their behalf (a handful at most: one per area creator).
+struct ForeignControl {
+  pid_t pid;
+  ControlSegment* control;
+};
+struct ForeignControls {
+  std::mutex mutex;
+  pid_t mapped_by = 0;  // the process that mapped them (a forked child starts afresh)
+  std::vector<ForeignControl> list;
+};
+ForeignControls& TheForeignControls() {
+  static ForeignControls* f = new ForeignControls;  // never destroyed: used at exit
+  return *f;
+}
+
 std::string ControlName(pid_t pid) { return "/grove." + std::to_string(pid) + ".control"; }
 
 bool NameExists(const std::string& name) {
@@ -69,7 +100,7 @@ void RemoveOwnAtExit() {
   std::lock_guard<std::mutex> lock(r.mutex);
   if (r.control == nullptr) return;
   for (std::uint32_t i = 0; i < r.control->nslots; ++i)
-    if (r.control->slots[i] != 0) shm_unlink(SegmentName(r.control->slots[i]).c_str());
+    if (const dsm_handle h = LoadSlot(r.control, i); h != 0) shm_unlink(SegmentName(h).c_str());
   munmap(r.control, sizeof(ControlSegment));
   r.control = nullptr;
   shm_unlink(ControlName(getpid()).c_str());
@@ -172,34 +203,89 @@ bool ProcessAlive(pid_t pid, unsigned long long start_time) {
   return true;
 }
 
-bool RegistryAdd(dsm_handle handle) {
-  Registry& r = TheRegistry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  if (r.control == nullptr || r.pid != getpid()) CreateControl(r);
+namespace {
+
+bool AddToControl(ControlSegment* c, dsm_handle handle) {
   for (int pass = 0; pass < 2; ++pass) {
-    for (std::uint32_t i = 0; i < r.control->nslots; ++i) {
-      if (r.control->slots[i] == 0) {
-        r.control->slots[i] = handle;
-        return true;
-      }
-    }
+    for (std::uint32_t i = 0; i < c->nslots; ++i)
+      if (LoadSlot(c, i) == 0 && CasSlot(c, i, 0, handle)) return true;
     // Full: entries of segments destroyed by other processes are stale.
-    for (std::uint32_t i = 0; i < r.control->nslots; ++i)
-      if (r.control->slots[i] != 0 && !NameExists(SegmentName(r.control->slots[i]))) r.control->slots[i] = 0;
+    for (std::uint32_t i = 0; i < c->nslots; ++i) {
+      const dsm_handle h = LoadSlot(c, i);
+      if (h != 0 && !NameExists(SegmentName(h))) CasSlot(c, i, h, 0);
+    }
   }
   return false;
 }
 
+void RemoveFromControl(ControlSegment* c, dsm_handle handle) {
+  for (std::uint32_t i = 0; i < c->nslots; ++i)
+    if (LoadSlot(c, i) == handle && CasSlot(c, i, handle, 0)) return;
+}
+
+// Maps `owner`'s control segment (called with the foreign mutex held).
+// nullptr if it does not exist or is not complete.
+ControlSegment* MapForeignControl(pid_t owner) {
+  const int fd = shm_open(ControlName(owner).c_str(), O_RDWR, 0);
+  if (fd < 0) return nullptr;
+  struct stat st;
+  void* p = MAP_FAILED;
+  // Shorter than the struct: being created (or left broken); mapping it could SIGBUS.
+  if (fstat(fd, &st) == 0 && static_cast<std::size_t>(st.st_size) >= sizeof(ControlSegment))
+    p = mmap(nullptr, sizeof(ControlSegment), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return nullptr;
+  auto* c = static_cast<ControlSegment*>(p);
+  if (__atomic_load_n(&c->magic, __ATOMIC_ACQUIRE) != kControlMagic || c->pid != owner || c->nslots != kSlots) {
+    munmap(p, sizeof(ControlSegment));
+    return nullptr;
+  }
+  return c;
+}
+
+ControlSegment* ForeignControlOf(ForeignControls& f, pid_t owner, bool map_if_missing) {
+  if (f.mapped_by != getpid()) {
+    f.list.clear();  // a forked child: the parent's mappings are not ours to use
+    f.mapped_by = getpid();
+  }
+  for (const ForeignControl& fc : f.list)
+    if (fc.pid == owner) return fc.control;
+  if (!map_if_missing) return nullptr;
+  ControlSegment* c = MapForeignControl(owner);
+  if (c != nullptr) f.list.push_back({owner, c});
+  return c;
+}
+
+}  // namespace
+
+bool RegistryAdd(dsm_handle handle) {
+  Registry& r = TheRegistry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.control == nullptr || r.pid != getpid()) CreateControl(r);
+  return AddToControl(r.control, handle);
+}
+
+RegistryAddResult RegistryAddFor(pid_t owner, dsm_handle handle) {
+  if (owner == getpid()) return RegistryAdd(handle) ? RegistryAddResult::kAdded : RegistryAddResult::kFull;
+  ForeignControls& f = TheForeignControls();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  ControlSegment* c = ForeignControlOf(f, owner, true);
+  if (c == nullptr || !ProcessAlive(owner, c->start_time)) return RegistryAddResult::kOwnerGone;
+  return AddToControl(c, handle) ? RegistryAddResult::kAdded : RegistryAddResult::kFull;
+}
+
 void RegistryRemove(dsm_handle handle) {
+  const pid_t owner = CreatorOf(handle);
+  if (owner != getpid()) {
+    ForeignControls& f = TheForeignControls();
+    std::lock_guard<std::mutex> lock(f.mutex);
+    if (ControlSegment* c = ForeignControlOf(f, owner, false)) RemoveFromControl(c, handle);
+    return;
+  }
   Registry& r = TheRegistry();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (r.control == nullptr || r.pid != getpid()) return;
-  for (std::uint32_t i = 0; i < r.control->nslots; ++i) {
-    if (r.control->slots[i] == handle) {
-      r.control->slots[i] = 0;
-      return;
-    }
-  }
+  RemoveFromControl(r.control, handle);
 }
 
 std::size_t RegistryLiveCount() {
@@ -208,7 +294,7 @@ std::size_t RegistryLiveCount() {
   if (r.control == nullptr || r.pid != getpid()) return 0;
   std::size_t n = 0;
   for (std::uint32_t i = 0; i < r.control->nslots; ++i)
-    if (r.control->slots[i] != 0 && NameExists(SegmentName(r.control->slots[i]))) ++n;
+    if (const dsm_handle h = LoadSlot(r.control, i); h != 0 && NameExists(SegmentName(h))) ++n;
   return n;
 }
 

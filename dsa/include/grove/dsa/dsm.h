@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <sys/types.h>
 
 #include "grove/base/datum.h"
 
@@ -48,6 +49,12 @@ inline constexpr std::size_t kMaxCreatedSegments = 4096;
 /// /dev/shm cannot hold it or the process has kMaxCreatedSegments alive (or
 /// nullptr with DSM_CREATE_NULL_IF_MAXSEGMENTS).
 dsm_segment* dsm_create(std::size_t size, int flags = 0);
+/// Like dsm_create, but the segment belongs to `owner`'s registry (a running
+/// grove process, for instance the creator of a DSA this process grows): it
+/// is named after `owner`, removed when `owner` exits (or by the cleanup
+/// after its crash), and outlives this process. ERROR if `owner` is not
+/// running or has no registry (it has never created a segment).
+dsm_segment* dsm_create_owned_by(pid_t owner, std::size_t size, int flags = 0);
 /// Attaches an existing segment. ERROR if it does not exist (any more), or
 /// if this process already has it attached (use dsm_find_mapping).
 dsm_segment* dsm_attach(dsm_handle handle);
