@@ -256,9 +256,9 @@ dsa_pointer AllocateLarge(dsa_area* area, std::size_t size, int flags) {
   std::size_t index, first;
   {
     SharedMutexGuard guard(&area->control->lock, AreaLockName());
-    CheckFreedSegments(area);
+    CheckFreedSegmentsLocked(area);
     if (!GetPages(area, npages, &index, &first)) return OutOfMemory(area, size, flags);
-    SegmentMap* seg = GetSegment(area, index);
+    SegmentMap* seg = GetSegmentLocked(area, index);
     SpanDesc* s = &seg->spans[first];
     *s = SpanDesc{};
     s->prev = s->next = kNoSpan;
@@ -278,7 +278,7 @@ dsa_pointer AllocateLarge(dsa_area* area, std::size_t size, int flags) {
 
 void FreeLarge(dsa_area* area, dsa_pointer dp, std::size_t index, std::size_t first) {
   SharedMutexGuard guard(&area->control->lock, AreaLockName());
-  SegmentMap* seg = GetSegment(area, index);
+  SegmentMap* seg = GetSegmentLocked(area, index);
   SpanDesc* s = &seg->spans[first];
   // Rechecked under the lock: another process may have freed it meanwhile.
   if (seg->pagemap[first] != first + 1 || s->size_class != kLargeClass) BadPointer(dp, "not an allocated object");

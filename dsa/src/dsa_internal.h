@@ -207,11 +207,19 @@ inline SegmentMap* GetSegment(dsa_area* area, std::size_t index) {
   SegmentMap* m = &area->maps[index];
   return m->base != nullptr ? m : MapSegment(area, index);
 }
-/// Drops mappings of segments destroyed since this attachment last looked.
+/// The same with the area lock held by the caller.
+SegmentMap* GetSegmentLocked(dsa_area* area, std::size_t index);
+/// Drops mappings of segments destroyed since this attachment last looked
+/// (takes the area lock; the Locked variant expects it held).
 void RefreshFreedSegments(dsa_area* area);
+void RefreshFreedSegmentsLocked(dsa_area* area);
 inline void CheckFreedSegments(dsa_area* area) {
   if (area->freed_seen != area->control->freed_segment_counter.load(std::memory_order_acquire))
     RefreshFreedSegments(area);
+}
+inline void CheckFreedSegmentsLocked(dsa_area* area) {
+  if (area->freed_seen != area->control->freed_segment_counter.load(std::memory_order_acquire))
+    RefreshFreedSegmentsLocked(area);
 }
 /// `npages` contiguous pages from some segment, growing the area if needed
 /// (the area lock held by the caller). False when the area cannot grow.

@@ -192,12 +192,6 @@ SegmentMap* MapSlot(dsa_area* area, std::size_t index, const SegmentSlot& slot) 
   return &area->maps[index];
 }
 
-// With the area lock held by the caller.
-SegmentMap* GetSegmentLocked(dsa_area* area, std::size_t index) {
-  SegmentMap* m = &area->maps[index];
-  return m->base != nullptr ? m : MapSlot(area, index, area->control->segments[index]);
-}
-
 void ClearMap(dsa_area* area, std::size_t index) {
   SegmentMap& m = area->maps[index];
   if (m.mapping != nullptr) ReleaseMapping(m.mapping);
@@ -267,6 +261,12 @@ void DestroySegment(dsa_area* area, std::size_t index) {
 
 }  // namespace
 
+SegmentMap* GetSegmentLocked(dsa_area* area, std::size_t index) {
+  if (index >= DSA_MAX_SEGMENTS) BadPointer(MakeDsaPointer(index, 0), "segment index out of range");
+  SegmentMap* m = &area->maps[index];
+  return m->base != nullptr ? m : MapSlot(area, index, area->control->segments[index]);
+}
+
 SegmentMap* MapSegment(dsa_area* area, std::size_t index) {
   if (index >= DSA_MAX_SEGMENTS) BadPointer(MakeDsaPointer(index, 0), "segment index out of range");
   SegmentSlot slot;
@@ -277,18 +277,18 @@ SegmentMap* MapSegment(dsa_area* area, std::size_t index) {
   return MapSlot(area, index, slot);
 }
 
-void RefreshFreedSegments(dsa_area* area) {
+void RefreshFreedSegmentsLocked(dsa_area* area) {
   AreaControl* c = area->control;
   const std::uint64_t now = c->freed_segment_counter.load(std::memory_order_acquire);
-  std::vector<std::size_t> stale;
-  {
-    SharedMutexGuard guard(&c->lock, AreaLockName());
-    for (std::size_t i = 1; i < DSA_MAX_SEGMENTS; ++i)
-      if (area->maps[i].base != nullptr && (!c->segments[i].in_use || c->segments[i].handle != area->maps[i].handle))
-        stale.push_back(i);
-  }
-  for (std::size_t i : stale) ClearMap(area, i);
+  for (std::size_t i = 1; i < DSA_MAX_SEGMENTS; ++i)
+    if (area->maps[i].base != nullptr && (!c->segments[i].in_use || c->segments[i].handle != area->maps[i].handle))
+      ClearMap(area, i);
   area->freed_seen = now;
+}
+
+void RefreshFreedSegments(dsa_area* area) {
+  SharedMutexGuard guard(&area->control->lock, AreaLockName());
+  RefreshFreedSegmentsLocked(area);
 }
 
 bool GetPages(dsa_area* area, std::size_t npages, std::size_t* index, std::size_t* first) {
