@@ -95,10 +95,6 @@ void PushFront(dsa_area* area, Pool* pool, SpanRef ref, SpanDesc* s, std::uint8_
   pool->lists[list] = ref;
 }
 
-char* ObjectAddress(const SpanAt& at, std::size_t cls, std::size_t object) {
-  return at.seg->base + at.seg->pages_offset + at.page * kPageSize + object * kClassSizes[cls];
-}
-
 // A fresh superblock for class `cls`, on kActive. False if the area cannot grow.
 bool NewSuperblock(dsa_area* area, Pool* pool, int cls) {
   std::size_t index, first;
@@ -112,7 +108,7 @@ bool NewSuperblock(dsa_area* area, Pool* pool, int cls) {
   s->npages = kSuperblockPages;
   s->size_class = static_cast<std::uint8_t>(cls);
   s->nmax = static_cast<std::uint16_t>(kSuperblockSize / kClassSizes[cls]);
-  s->first_free = kNoObject;
+  std::memset(&seg->bitmaps[first * kBitmapBytesPerPage / 8], 0, kSuperblockPages * kBitmapBytesPerPage);
   for (std::size_t p = 0; p < kSuperblockPages; ++p)
     __atomic_store_n(&seg->pagemap[first + p], static_cast<std::uint32_t>(first + 1), __ATOMIC_RELEASE);
   ++pool->nspans;
@@ -174,15 +170,24 @@ std::uint32_t Refill(dsa_area* area, int cls, std::uint32_t want) {
     const SpanAt at = Resolve(area, ref);
     SpanDesc* s = at.desc;
     const dsa_pointer span_dp = MakeDsaPointer(at.index, at.seg->pages_offset + at.page * kPageSize);
-    while (got < want && s->nfree > 0) {
-      const std::uint16_t object = s->first_free;
-      std::uint16_t next;
-      std::memcpy(&next, ObjectAddress(at, cls, object), sizeof next);
-      s->first_free = next;
-      --s->nfree;
-      cache.items[cache.count++] = span_dp + std::size_t{object} * kClassSizes[cls];
-      ++got;
-      ++pool->allocated;
+    if (s->nfree > 0) {
+      // Lowest free objects first: allocation stays packed at the start.
+      std::uint64_t* bitmap = &at.seg->bitmaps[at.page * kBitmapBytesPerPage / 8];
+      std::size_t word = s->hint;
+      while (got < want && s->nfree > 0) {
+        std::uint64_t bits = bitmap[word];
+        while (bits != 0 && got < want) {
+          const std::size_t object = word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits));
+          bits &= bits - 1;
+          cache.items[cache.count++] = span_dp + object * kClassSizes[cls];
+          --s->nfree;
+          ++got;
+          ++pool->allocated;
+        }
+        bitmap[word] = bits;
+        if (bits == 0) ++word;
+      }
+      s->hint = static_cast<std::uint16_t>(word);
     }
     while (got < want && s->ninit < s->nmax) {
       cache.items[cache.count++] = span_dp + std::size_t{s->ninit} * kClassSizes[cls];
@@ -208,10 +213,18 @@ void Flush(dsa_area* area, int cls, std::uint32_t n) {
     const std::size_t first = seg->pagemap[rel / kPageSize] - 1;
     SpanDesc* s = &seg->spans[first];
     const std::size_t in_span = rel - first * kPageSize;
-    const auto object = static_cast<std::uint16_t>((in_span * kReciprocals.value[cls]) >> 32);
+    const std::size_t object = (in_span * kReciprocals.value[cls]) >> 32;
     --cache.count;
-    std::memcpy(seg->base + OffsetOf(dp), &s->first_free, sizeof s->first_free);
-    s->first_free = object;
+    std::uint64_t& word = seg->bitmaps[first * kBitmapBytesPerPage / 8 + object / 64];
+    const std::uint64_t bit = std::uint64_t{1} << (object % 64);
+    if (word & bit) {
+      // Already free: freed twice. Counting it again would corrupt the span.
+      ereport(WARNING, errmsg("DSA pointer %llx was freed twice; the second free is ignored",
+                              static_cast<unsigned long long>(dp)));
+      continue;
+    }
+    word |= bit;
+    if (object / 64 < s->hint) s->hint = static_cast<std::uint16_t>(object / 64);
     ++s->nfree;
     --pool->allocated;
     const std::uint32_t used = s->ninit - s->nfree;
@@ -264,7 +277,6 @@ dsa_pointer AllocateLarge(dsa_area* area, std::size_t size, int flags) {
     s->prev = s->next = kNoSpan;
     s->npages = static_cast<std::uint32_t>(npages);
     s->size_class = kLargeClass;
-    s->first_free = kNoObject;
     // Only the first page is mapped: a pointer anywhere else is not an object.
     __atomic_store_n(&seg->pagemap[first], static_cast<std::uint32_t>(first + 1), __ATOMIC_RELEASE);
     ++area->control->large_objects;

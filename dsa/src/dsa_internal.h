@@ -57,13 +57,20 @@ inline constexpr SpanRef MakeSpanRef(std::size_t index, std::size_t page) {
   return (static_cast<std::uint64_t>(index) << 32) | page;
 }
 
-inline constexpr std::uint16_t kNoObject = 0xFFFF;
+/// Bits of a superblock's free-object bitmap, kept in the segment's bitmap
+/// array (64 bytes per page, so a 16-page superblock has 8192 bits, one per
+/// object of the smallest class).
+inline constexpr std::size_t kBitmapBytesPerPage = 64;
 
 /// Describes the span starting at its page; lives in the segment's span
 /// array, indexed by that page. For superblocks: objects [0, ninit) have
-/// been handed out at least once; free ones among them form a list of
-/// 16-bit indexes threaded through the objects themselves (first_free).
-/// Changed only under the owning pool's lock (large spans: the area lock).
+/// been handed out at least once; the free ones among them are the set bits
+/// of the superblock's bitmap (PostgreSQL threads a list through the free
+/// objects instead; a bitmap beside them means neither allocation nor free
+/// touches an object's memory, which in a large working set is a cache miss
+/// each, and it lets a double free be caught). `hint`: no set bit lies in a
+/// bitmap word below it. Changed only under the owning pool's lock (large
+/// spans: the area lock).
 struct SpanDesc {
   SpanRef prev;
   SpanRef next;
@@ -73,7 +80,7 @@ struct SpanDesc {
   std::uint16_t nmax;       // objects that fit
   std::uint16_t ninit;
   std::uint16_t nfree;      // free objects among the first ninit
-  std::uint16_t first_free;
+  std::uint16_t hint;
   std::uint16_t pad;
 };
 static_assert(sizeof(SpanDesc) == 32);
@@ -98,6 +105,7 @@ struct SegmentHeader {
   std::uint64_t fpm_offset;
   std::uint64_t pagemap_offset;  // uint32 per page: first page of its span + 1, or 0
   std::uint64_t spans_offset;    // SpanDesc per page (meaningful at a span's first page)
+  std::uint64_t bitmap_offset;   // kBitmapBytesPerPage per page (a superblock's at its first page)
   std::uint64_t pages_offset;    // page 0
 };
 
@@ -156,6 +164,7 @@ struct SegmentMap {
   std::size_t pages_offset;
   std::uint32_t* pagemap;
   SpanDesc* spans;
+  std::uint64_t* bitmaps;
   FreePageManager* fpm;
   SegmentHeader* header;
   SharedMapping* mapping;  // nullptr: memory this attachment does not map itself (in place)

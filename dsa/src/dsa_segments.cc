@@ -23,7 +23,7 @@ constexpr std::size_t kRetainedFreeSegmentBytes = std::size_t{8} << 20;
 std::size_t AlignUp(std::size_t n, std::size_t a) { return (n + a - 1) / a * a; }
 
 struct Layout {
-  std::size_t fpm, pagemap, spans, pages, total;
+  std::size_t fpm, pagemap, spans, bitmaps, pages, total;
 };
 
 Layout LayoutFor(std::size_t header_offset, std::size_t npages) {
@@ -31,7 +31,8 @@ Layout LayoutFor(std::size_t header_offset, std::size_t npages) {
   l.fpm = AlignUp(header_offset + sizeof(SegmentHeader), 64);
   l.pagemap = AlignUp(l.fpm + FreePageManagerSize(npages), 8);
   l.spans = AlignUp(l.pagemap + sizeof(std::uint32_t) * npages, 64);
-  l.pages = AlignUp(l.spans + sizeof(SpanDesc) * npages, kPageSize);
+  l.bitmaps = AlignUp(l.spans + sizeof(SpanDesc) * npages, 64);
+  l.pages = AlignUp(l.bitmaps + kBitmapBytesPerPage * npages, kPageSize);
   l.total = l.pages + npages * kPageSize;
   return l;
 }
@@ -44,7 +45,7 @@ std::size_t SegmentBytesFor(std::size_t header_offset, std::size_t npages) {
 
 std::uint32_t InitializeSegment(char* base, std::size_t header_offset, std::size_t size, std::uint32_t index) {
   // The largest page count whose layout fits: estimate, then adjust.
-  const std::size_t per_page = kPageSize + sizeof(SpanDesc) + sizeof(std::uint32_t) + 16;
+  const std::size_t per_page = kPageSize + sizeof(SpanDesc) + sizeof(std::uint32_t) + kBitmapBytesPerPage + 16;
   std::size_t n = size > header_offset ? (size - header_offset) / per_page : 0;
   while (n > 0 && SegmentBytesFor(header_offset, n) > size) --n;
   while (SegmentBytesFor(header_offset, n + 1) <= size) ++n;
@@ -57,6 +58,7 @@ std::uint32_t InitializeSegment(char* base, std::size_t header_offset, std::size
   h->fpm_offset = l.fpm;
   h->pagemap_offset = l.pagemap;
   h->spans_offset = l.spans;
+  h->bitmap_offset = l.bitmaps;
   h->pages_offset = l.pages;
   std::memset(base + l.pagemap, 0, l.pages - l.pagemap);  // in-place memory is not zeroed
   FreePageManager* fpm = FreePageManagerInitialize(base + l.fpm, n);
@@ -172,6 +174,7 @@ void SetMap(dsa_area* area, std::size_t index, char* base, std::size_t size, Sha
   m.pages_offset = h->pages_offset;
   m.pagemap = reinterpret_cast<std::uint32_t*>(base + h->pagemap_offset);
   m.spans = reinterpret_cast<SpanDesc*>(base + h->spans_offset);
+  m.bitmaps = reinterpret_cast<std::uint64_t*>(base + h->bitmap_offset);
   m.fpm = reinterpret_cast<FreePageManager*>(base + h->fpm_offset);
   m.header = h;
   m.mapping = mapping;

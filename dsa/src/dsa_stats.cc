@@ -155,15 +155,17 @@ bool Check(dsa_area* area, std::string* why) {
           return fail(where + "inconsistent counts");
         for (std::size_t p = 0; p < s.npages; ++p)
           if (seg->pagemap[page + p] != page + 1) return fail(where + "page map does not point at the span");
-        // The free list: nfree distinct objects below ninit.
-        std::vector<bool> seen(s.ninit, false);
-        std::uint16_t object = s.first_free;
-        for (std::size_t k = 0; k < s.nfree; ++k) {
-          if (object >= s.ninit || seen[object]) return fail(where + "free list broken");
-          seen[object] = true;
-          std::memcpy(&object, seg->base + seg->pages_offset + page * kPageSize + object * kClassSizes[cls],
-                      sizeof object);
+        // The bitmap: nfree bits set, all below ninit, none below the hint's word.
+        const std::uint64_t* bitmap = &seg->bitmaps[page * kBitmapBytesPerPage / 8];
+        std::size_t set = 0;
+        for (std::size_t w = 0; w < kSuperblockPages * kBitmapBytesPerPage / 8; ++w) {
+          if (bitmap[w] == 0) continue;
+          if (w < s.hint) return fail(where + "free objects below the bitmap hint");
+          set += static_cast<std::size_t>(__builtin_popcountll(bitmap[w]));
+          const std::size_t highest = w * 64 + 63 - static_cast<std::size_t>(__builtin_clzll(bitmap[w]));
+          if (highest >= s.ninit) return fail(where + "a free bit beyond the objects handed out");
         }
+        if (set != s.nfree) return fail(where + "free count does not match the bitmap");
         const std::size_t used = s.ninit - s.nfree;
         if (list == kFull && (s.nfree != 0 || s.ninit != s.nmax)) return fail(where + "on the full list with room");
         if (list == kFullnessLists && used != 0) return fail(where + "spare but not empty");
