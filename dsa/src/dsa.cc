@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <pthread.h>
 #include <unistd.h>
 #include <vector>
 
@@ -42,12 +43,11 @@ char* PrintArea(Datum res) {
 const ResourceOwnerDesc kDsaAreaResourceKind = {"DSA area", RESOURCE_RELEASE_BEFORE_LOCKS, RELEASE_PRIO_DSMS - 1,
                                                 &ReleaseAreaFromOwner, &PrintArea};
 
-void CheckAttached(dsa_area* area) {
-  if (area->pid != getpid())
-    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-            errmsg("dynamic shared area %llx was attached by another process", static_cast<unsigned long long>(area->handle)),
-            errhint("A forked process must dsa_attach the area itself."));
-}
+void CheckAttached(dsa_area* area) { CheckSameProcess(area); }
+
+void BumpForkGeneration() { ++g_fork_generation; }
+pthread_once_t fork_handler_once = PTHREAD_ONCE_INIT;
+void InstallForkHandler() { pthread_atfork(nullptr, nullptr, &BumpForkGeneration); }
 
 // Drops one reference (area lock not held). The last one unpins every
 // segment; returns the handles to unpin outside the lock.
@@ -75,7 +75,9 @@ void DropReference(AreaControl* c) {
 void ReleaseInPlaceOnDetach(dsm_segment*, Datum place) { dsa_release_in_place(DatumGetPointer<void>(place)); }
 
 std::unique_ptr<dsa_area> NewArea(AreaControl* control, dsa_handle handle, bool in_place) {
+  pthread_once(&fork_handler_once, &InstallForkHandler);
   std::unique_ptr<dsa_area> area(new dsa_area);  // large arrays: left uninitialized, set below
+  area->fork_generation = g_fork_generation;
   area->control = control;
   area->handle = handle;
   area->in_place = in_place;
@@ -178,7 +180,18 @@ void ReleaseAreaFromOwner(Datum res) { DetachInternal(DatumGetPointer<dsa_area>(
 }  // namespace
 
 namespace dsa_internal {
+
+std::uint32_t g_fork_generation = 0;
+
 const char* AreaLockName() { return "dynamic shared area"; }
+
+void UsedAfterFork(dsa_area* area) {
+  ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+          errmsg("dynamic shared area %llx was attached by another process", static_cast<unsigned long long>(area->handle)),
+          errhint("A forked process must dsa_attach the area itself."));
+  __builtin_unreachable();
+}
+
 }  // namespace dsa_internal
 
 std::size_t dsa_minimum_size() { return SegmentBytesFor(ControlBytes(), 1); }

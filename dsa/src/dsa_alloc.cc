@@ -373,6 +373,7 @@ namespace grove {
 using namespace dsa_internal;
 
 dsa_pointer dsa_allocate_extended(dsa_area* area, std::size_t size, int flags) {
+  CheckSameProcess(area);
   if (flags & ~(DSA_ALLOC_HUGE | DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO))
     ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid DSA allocation flags 0x%x", flags));
   if (size > kMaxSmallSize) {
@@ -394,6 +395,7 @@ dsa_pointer dsa_allocate0(dsa_area* area, std::size_t size) {
 }
 
 void dsa_free(dsa_area* area, dsa_pointer dp) {
+  CheckSameProcess(area);
   const std::size_t index = SegmentIndexOf(dp);
   if (dp == InvalidDsaPointer) BadPointer(dp, "InvalidDsaPointer");
   if (index >= DSA_MAX_SEGMENTS) BadPointer(dp, "segment index out of range");
@@ -425,6 +427,7 @@ void dsa_free(dsa_area* area, dsa_pointer dp) {
 
 void* dsa_get_address(dsa_area* area, dsa_pointer dp) {
   if (dp == InvalidDsaPointer) return nullptr;
+  CheckSameProcess(area);
   const std::size_t index = SegmentIndexOf(dp);
   if (__builtin_expect(index >= DSA_MAX_SEGMENTS, 0)) BadPointer(dp, "segment index out of range");
   CheckFreedSegments(area);

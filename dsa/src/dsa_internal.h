@@ -186,6 +186,7 @@ inline constexpr std::uint32_t kMaxCacheCapacity = 128;
 namespace grove {
 
 struct dsa_area {
+  std::uint32_t fork_generation;  // dsa_internal::g_fork_generation when attached
   dsa_internal::AreaControl* control;
   dsa_handle handle;
   bool in_place;
@@ -200,6 +201,16 @@ struct dsa_area {
 }  // namespace grove
 
 namespace grove::dsa_internal {
+
+/// Bumped in a child after fork(): a dsa_area inherited from the parent
+/// belongs to the parent (its cache holds the parent's objects), and using
+/// it would hand the same object out twice. Checked on every call, as a
+/// plain load: cheaper than getpid(), a system call.
+extern std::uint32_t g_fork_generation;
+[[noreturn]] void UsedAfterFork(dsa_area* area);
+inline void CheckSameProcess(dsa_area* area) {
+  if (__builtin_expect(area->fork_generation != g_fork_generation, 0)) UsedAfterFork(area);
+}
 
 // dsa_segments.cc
 /// Bytes a segment of `npages` usable pages needs, its header at `header_offset`.

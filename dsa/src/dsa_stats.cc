@@ -41,6 +41,7 @@ PoolCounts CountPool(dsa_area* area, Pool* pool) {
 }  // namespace
 
 DsaStats dsa_get_stats(dsa_area* area) {
+  CheckSameProcess(area);
   DsaStats st{};
   AreaControl* c = area->control;
   for (int cls = 0; cls < kNumClasses; ++cls) {
