@@ -430,4 +430,6 @@ std::size_t dsm_cleanup_orphans() {
 
 std::size_t dsm_created_segment_count() { return RegistryLiveCount(); }
 
+void dsm_process_exit() { RemoveOwnAtExit(); }
+
 }  // namespace grove

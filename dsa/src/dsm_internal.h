@@ -34,6 +34,8 @@ RegistryAddResult RegistryAddFor(pid_t owner, dsm_handle handle);
 void RegistryRemove(dsm_handle handle);
 /// Number of registered handles whose segments still exist.
 std::size_t RegistryLiveCount();
+/// Removes this process's segments and registry (at exit).
+void RemoveOwnAtExit();
 /// After fork(): the child has no registry of its own yet.
 void RegistryForgetAfterFork();
 

@@ -93,6 +93,8 @@ bool NameExists(const std::string& name) {
   return stat(("/dev/shm" + name).c_str(), &st) == 0;
 }
 
+}  // namespace
+
 // Removes this process's segments and control segment at normal exit.
 void RemoveOwnAtExit() {
   Registry& r = TheRegistry();
@@ -105,6 +107,8 @@ void RemoveOwnAtExit() {
   r.control = nullptr;
   shm_unlink(ControlName(getpid()).c_str());
 }
+
+namespace {
 
 // Creates this process's control segment (called with the mutex held).
 void CreateControl(Registry& r) {

@@ -28,6 +28,8 @@ inline constexpr SqlState ERRCODE_INVALID_PARAMETER_VALUE{"22023"};
 inline constexpr SqlState ERRCODE_INVALID_TEXT_REPRESENTATION{"22P02"};
 // Class 42 — syntax error or access rule violation
 inline constexpr SqlState ERRCODE_SYNTAX_ERROR{"42601"};
+inline constexpr SqlState ERRCODE_DUPLICATE_OBJECT{"42710"};
+inline constexpr SqlState ERRCODE_UNDEFINED_FUNCTION{"42883"};
 // Class 53 — insufficient resources
 inline constexpr SqlState ERRCODE_INSUFFICIENT_RESOURCES{"53000"};
 inline constexpr SqlState ERRCODE_DISK_FULL{"53100"};

@@ -89,6 +89,11 @@ void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Dat
 /// segments it removed.
 std::size_t dsm_cleanup_orphans();
 
+/// What the process's atexit handler does — removes the segments this
+/// process created and its registry — for a process that ends with _exit()
+/// (a forked worker). Nothing else of DSM may be used afterwards.
+void dsm_process_exit();
+
 /// Names of the segments in /dev/shm that this process created and that
 /// still exist (for tests and the CLI).
 std::size_t dsm_created_segment_count();
