@@ -1,5 +1,7 @@
 // `grove bench memory`: the W1–W5 allocator benchmarks (bench/workloads.h),
-// run in-process through Google Benchmark, followed by the ratio table.
+// and `grove bench dsa`: the dynamic shared area's W1, W2, W4, W5, W6
+// (bench/dsa_workloads.h), run in-process through Google Benchmark, each
+// followed by its ratio table.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -12,15 +14,19 @@
 #include <vector>
 
 #include "commands.h"
+#include "dsa_targets.h"
+#include "dsa_workloads.h"
+#include "plain_name_reporter.h"
 #include "ratio_table.h"
 #include "recording_reporter.h"
+#include "scaling_table.h"
 #include "workloads.h"
 
 namespace grove::cli {
 
 namespace {
 
-struct BenchMemoryOptions {
+struct BenchOptions {
   int repetitions = 5;
   double min_time = 0.1;
   std::string filter = ".";
@@ -79,13 +85,40 @@ std::string FormatDouble(double value) {
   return out.str();
 }
 
-int RunBenchMemory(const BenchMemoryOptions& options) {
+// A `grove bench` subcommand: its benchmarks and the table that ends it.
+struct BenchSuite {
+  const char* command;  ///< "grove bench memory"
+  void (*register_benchmarks)();
+  void (*print_table)(const std::vector<bench::BenchResult>& results, std::FILE* out);
+};
+
+// `grove bench dsa`: W1, W2, W4, W5 as ratios to malloc and boost_ipc, then
+// W6 as Mops/s, one summary of both parts' targets.
+void PrintDsaTables(const std::vector<bench::BenchResult>& results, std::FILE* out) {
+  const std::string shared_workload(bench::kDsaSharedTarget.workload);
+  std::vector<bench::BenchResult> single_process;
+  for (const auto& result : results) {
+    if (result.workload != shared_workload) single_process.push_back(result);
+  }
+  TargetTally tally;
+  if (!single_process.empty()) {
+    RatioTableSpec spec;
+    spec.other_peer = "boost_ipc";
+    spec.targets = bench::kDsaMallocRatioTargets;
+    spec.is_grove = bench::IsDsaImplementation;
+    tally += PrintRatioRows(single_process, spec, out);
+  }
+  tally += PrintScalingTable(results, bench::kDsaSharedTarget, "dsa", "boost_ipc", "malloc", out);
+  PrintTargetSummary(tally, bench::kDsaTargetCount, results, out);
+}
+
+int RunBench(const BenchSuite& suite, const BenchOptions& options) {
   if (!options.json_path.empty()) {
     // Google Benchmark would exit(1) mid-run on an unwritable file; find out
     // before spending minutes on benchmarks.
     std::ofstream probe(options.json_path);
     if (!probe) {
-      std::fprintf(stderr, "grove bench memory: cannot write --json file '%s'\n", options.json_path.c_str());
+      std::fprintf(stderr, "%s: cannot write --json file '%s'\n", suite.command, options.json_path.c_str());
       return 1;
     }
   }
@@ -93,7 +126,7 @@ int RunBenchMemory(const BenchMemoryOptions& options) {
   // Google Benchmark takes its settings as flags; hand them over as a
   // synthesized command line (argv[0] is only used in its messages).
   std::vector<std::string> args = {
-      "grove bench memory",
+      suite.command,
       "--benchmark_repetitions=" + std::to_string(options.repetitions),
       "--benchmark_min_time=" + FormatDouble(options.min_time),
       "--benchmark_filter=" + options.filter,
@@ -108,7 +141,7 @@ int RunBenchMemory(const BenchMemoryOptions& options) {
   argv.push_back(nullptr);
   int argc = static_cast<int>(args.size());
 
-  bench::RegisterMemoryBenchmarks();
+  suite.register_benchmarks();
   benchmark::Initialize(&argc, argv.data());
   if (benchmark::ReportUnrecognizedArguments(argc, argv.data())) return 2;
 
@@ -119,7 +152,7 @@ int RunBenchMemory(const BenchMemoryOptions& options) {
   }
 
   if (!options.list) {
-    std::printf("grove bench memory: %d repetition(s) of >= %g s per benchmark; median ns/item as each finishes\n",
+    std::printf("%s: %d repetition(s) of >= %g s per benchmark; median ns/item as each finishes\n", suite.command,
                 options.repetitions, options.min_time);
     std::fflush(stdout);
   }
@@ -127,16 +160,21 @@ int RunBenchMemory(const BenchMemoryOptions& options) {
   bench::RecordingReporter recorder(options.console ? benchmark::CreateDefaultDisplayReporter() : &progress);
   std::unique_ptr<benchmark::JSONReporter> json;
   if (!options.json_path.empty()) json = std::make_unique<benchmark::JSONReporter>();
-  const std::size_t matched = benchmark::RunSpecifiedBenchmarks(&recorder, json.get());
+  // Benchmarks timed by hand (W6) keep BENCH.md's names, without Google
+  // Benchmark's "/manual_time", in the progress, the table and the JSON.
+  bench::PlainNameReporter plain_recorder(&recorder);
+  std::unique_ptr<bench::PlainNameReporter> plain_json;
+  if (json) plain_json = std::make_unique<bench::PlainNameReporter>(json.get());
+  const std::size_t matched = benchmark::RunSpecifiedBenchmarks(&plain_recorder, plain_json.get());
   benchmark::Shutdown();
 
   if (matched == 0) {
-    std::fprintf(stderr, "grove bench memory: no benchmark matches --filter '%s'\n", options.filter.c_str());
+    std::fprintf(stderr, "%s: no benchmark matches --filter '%s'\n", suite.command, options.filter.c_str());
     return 1;
   }
   if (options.list) return 0;
 
-  PrintRatioTable(recorder.results(), stdout);
+  suite.print_table(recorder.results(), stdout);
   if (!options.json_path.empty()) std::printf("JSON written to %s\n", options.json_path.c_str());
   for (const auto& result : recorder.results()) {
     if (result.error) return 1;
@@ -144,22 +182,16 @@ int RunBenchMemory(const BenchMemoryOptions& options) {
   return 0;
 }
 
-}  // namespace
-
-void AddBenchCommands(CLI::App& app, CommandAction& action) {
-  CLI::App* bench = app.add_subcommand("bench", "Run grove's benchmarks");
-  bench->require_subcommand(1);
-
-  auto options = std::make_shared<BenchMemoryOptions>();
-  CLI::App* memory = bench->add_subcommand(
-      "memory",
-      "Allocator workloads W1-W5 (BENCH.md): grove's contexts against malloc, tbb and std::pmr, "
-      "then a table of each grove allocator's ratio to malloc and tbb with the issue's targets");
-  memory->add_option("--repetitions", options->repetitions, "Repetitions of each benchmark (1-1000); the table uses their median")
+// The options every `grove bench` subcommand takes.
+void AddBenchSubcommand(CLI::App* bench, const char* name, const char* description, const char* filter_example,
+                        const BenchSuite& suite, CommandAction& action) {
+  auto options = std::make_shared<BenchOptions>();
+  CLI::App* command = bench->add_subcommand(name, description);
+  command->add_option("--repetitions", options->repetitions, "Repetitions of each benchmark (1-1000); the table uses their median")
       ->check(CLI::Range(1, 1000).description(""))
       ->type_name("N")
       ->capture_default_str();
-  memory->add_option("--min-time", options->min_time, "Minimum seconds per repetition")
+  command->add_option("--min-time", options->min_time, "Minimum seconds per repetition")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
             // CLI11's PositiveNumber prints DBL_MAX in its message; say it plainly.
@@ -171,18 +203,41 @@ void AddBenchCommands(CLI::App& app, CommandAction& action) {
           "", "positive"))
       ->type_name("SECONDS")
       ->capture_default_str();
-  memory
+  command
       ->add_option("--filter", options->filter,
-                   "Run only benchmarks whose name matches this regex (e.g. 'W1_pair64/(aset|malloc|tbb)'); "
-                   "a leading '-' excludes")
+                   std::string("Run only benchmarks whose name matches this regex (e.g. '") + filter_example +
+                       "'); a leading '-' excludes")
       ->check(CLI::Validator(ValidateFilter, "", "regex"))
       ->type_name("REGEX")
       ->capture_default_str();
-  memory->add_option("--json", options->json_path, "Also write Google Benchmark JSON to FILE")->type_name("FILE");
-  memory->add_flag("--console", options->console,
-                   "Show Google Benchmark's console report (a line per repetition) instead of a line per benchmark");
-  memory->add_flag("--list", options->list, "List the benchmark names (after --filter) and exit");
-  memory->callback([options, &action] { action = [options] { return RunBenchMemory(*options); }; });
+  command->add_option("--json", options->json_path, "Also write Google Benchmark JSON to FILE")->type_name("FILE");
+  command->add_flag("--console", options->console,
+                    "Show Google Benchmark's console report (a line per repetition) instead of a line per benchmark");
+  command->add_flag("--list", options->list, "List the benchmark names (after --filter) and exit");
+  command->callback([options, suite, &action] { action = [options, suite] { return RunBench(suite, *options); }; });
+}
+
+}  // namespace
+
+void AddBenchCommands(CLI::App& app, CommandAction& action) {
+  CLI::App* bench = app.add_subcommand("bench", "Run grove's benchmarks");
+  bench->require_subcommand(1);
+
+  AddBenchSubcommand(
+      bench, "memory",
+      "Allocator workloads W1-W5 (BENCH.md): grove's contexts against malloc, tbb and std::pmr, "
+      "then a table of each grove allocator's ratio to malloc and tbb with the issue's targets",
+      "W1_pair64/(aset|malloc|tbb)",
+      BenchSuite{"grove bench memory", bench::RegisterMemoryBenchmarks,
+                 [](const std::vector<bench::BenchResult>& results, std::FILE* out) { PrintRatioTable(results, out); }},
+      action);
+  AddBenchSubcommand(
+      bench, "dsa",
+      "Dynamic shared area workloads W1, W2, W4, W5 and W6 (BENCH.md): the DSA against malloc and "
+      "Boost.Interprocess, then a table of its ratios to both and of W6's Mops/s by process count, with the "
+      "issue's targets",
+      "W1_pair64/|W6_shared/dsa/P:1",
+      BenchSuite{"grove bench dsa", bench::RegisterDsaBenchmarks, PrintDsaTables}, action);
 }
 
 }  // namespace grove::cli
