@@ -74,7 +74,7 @@ ProcessState& State() {
   return *state;
 }
 
-void DetachInternal(dsm_segment* seg, bool forget_from_owner);
+void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name = false);
 
 void ReleaseFromOwner(Datum res) { DetachInternal(DatumGetPointer<dsm_segment>(res), false); }
 char* PrintSegment(Datum res) {
@@ -155,7 +155,7 @@ void DropReference(dsm_handle handle, SegmentHeader* header) {
   }
 }
 
-void DetachInternal(dsm_segment* seg, bool forget_from_owner) {
+void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name) {
   if (seg->attach_pid != getpid()) {
     // Inherited through fork: the reference and callbacks are the parent's.
     munmap(seg->base, seg->mapped);
@@ -176,6 +176,12 @@ void DetachInternal(dsm_segment* seg, bool forget_from_owner) {
   Untrack(seg);
   SegmentHeader* header = seg->header();
   const dsm_handle handle = seg->handle;
+  // Removed now whatever the count says: references of processes that died
+  // attached are never dropped.
+  if (remove_name) {
+    shm_unlink(SegmentName(handle).c_str());
+    RegistryRemove(handle);
+  }
   // The reference is dropped while still mapped; then the mapping goes.
   DropReference(handle, header);
   munmap(seg->base, seg->mapped);
@@ -335,6 +341,8 @@ dsm_segment* dsm_attach(dsm_handle handle) {
 }
 
 void dsm_detach(dsm_segment* seg) { DetachInternal(seg, true); }
+
+void dsm_detach_and_remove(dsm_segment* seg) { DetachInternal(seg, true, true); }
 
 void dsm_pin_mapping(dsm_segment* seg) {
   if (seg->owner == nullptr) return;

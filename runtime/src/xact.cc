@@ -7,6 +7,7 @@
 // remaining steps still run, so the thread always comes back to "no
 // transaction" with nothing held.
 #include "grove/runtime/xact.h"
+#include "grove/workers/parallel.h"
 
 #include <atomic>
 
@@ -300,5 +301,33 @@ void RegisterXactCallback(XactCallback callback, void* arg) { Register(&xact_cal
 void UnregisterXactCallback(XactCallback callback, void* arg) { Unregister(&xact_callbacks, callback, arg); }
 void RegisterSubXactCallback(SubXactCallback callback, void* arg) { Register(&subxact_callbacks, callback, arg); }
 void UnregisterSubXactCallback(SubXactCallback callback, void* arg) { Unregister(&subxact_callbacks, callback, arg); }
+
+namespace {
+
+// A parallel worker's transaction. A forked worker inherits its leader's
+// transaction state and callbacks (copies of the leader's, in memory the
+// worker must not release): it forgets them and starts afresh. A thread
+// worker has none to forget.
+void StartParallelWorkerTransaction() {
+  current = nullptr;
+  TopTransactionContext = nullptr;
+  CurTransactionContext = nullptr;
+  xact_callbacks = nullptr;
+  subxact_callbacks = nullptr;
+  next_subid = TopSubTransactionId;
+  current_command = FirstCommandId;
+  StartTransactionCommand();
+}
+void CommitParallelWorkerTransaction() { CommitTransactionCommand(); }
+void AbortParallelWorkerTransaction() { AbortCurrentTransaction(); }
+
+// Installed whenever the runtime is linked: workers/ cannot call up into it.
+[[maybe_unused]] const bool parallel_worker_hooks_installed = [] {
+  SetParallelWorkerTransactionHooks(
+      {&StartParallelWorkerTransaction, &CommitParallelWorkerTransaction, &AbortParallelWorkerTransaction});
+  return true;
+}();
+
+}  // namespace
 
 }  // namespace grove

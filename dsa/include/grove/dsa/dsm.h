@@ -62,6 +62,12 @@ dsm_segment* dsm_attach(dsm_handle handle);
 /// drops the reference; the last reference destroys the segment.
 void dsm_detach(dsm_segment* seg);
 
+/// dsm_detach, and removes the segment's name whatever its reference count:
+/// for the creator that knows every other user is gone — including ones
+/// that died attached, whose references are never dropped (a parallel
+/// context after its workers). Mappings elsewhere stay valid.
+void dsm_detach_and_remove(dsm_segment* seg);
+
 /// The attachment now lives until dsm_detach or process exit, whatever
 /// happens to the resource owner that held it.
 void dsm_pin_mapping(dsm_segment* seg);

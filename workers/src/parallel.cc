@@ -1,0 +1,274 @@
+// Parallel contexts, the leader's side: the segment and its fixed state,
+// launch, waiting for attach and finish (with every worker's messages
+// re-raised or forwarded here), and teardown.
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "grove/base/interrupts.h"
+#include "grove/contexts/context_switch.h"
+#include "grove/contexts/memutils.h"
+#include "grove/contexts/palloc.h"
+#include "grove/resowner/resowner.h"
+#include "parallel_internal.h"
+
+namespace grove {
+
+using namespace parallel_internal;
+
+namespace {
+
+void ReleaseContextFromOwner(Datum res) {
+  auto* pcxt = DatumGetPointer<ParallelContext>(res);
+  pcxt->owner = nullptr;  // already forgotten by the owner
+  DestroyParallelContext(pcxt);
+}
+char* PrintContext(Datum res) {
+  const auto* pcxt = DatumGetPointer<ParallelContext>(res);
+  return psprintf("parallel context \"%s\" (%d workers)", pcxt->entry_name, pcxt->nworkers);
+}
+// Destroyed before DSM segments are detached (it detaches its own).
+const ResourceOwnerDesc kParallelContextResourceKind = {"parallel context", RESOURCE_RELEASE_BEFORE_LOCKS,
+                                                        RELEASE_PRIO_DSMS - 10, &ReleaseContextFromOwner,
+                                                        &PrintContext};
+
+std::string DescribeExit(int status) {
+  if (WIFSIGNALED(status)) return "was terminated by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with exit code " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+[[noreturn]] void WorkerFailed(ParallelContext* pcxt, int i, int status, bool attached) {
+  const ParallelWorkerInfo& w = pcxt->worker[i];
+  const std::string how = status != 0 ? DescribeExit(status) : std::string("ended without reporting");
+  if (!attached)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("parallel worker failed to initialize"),
+            errdetail("Parallel worker %d (%s mode%s) %s before attaching.", i, ParallelLaunchModeName(pcxt->mode),
+                      w.pid > 0 ? (", pid " + std::to_string(w.pid)).c_str() : "", how.c_str()),
+            errhint("More details may be available in the server log."));
+  ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("lost connection to parallel worker"),
+          errdetail("Parallel worker %d (%s mode) %s.", i, ParallelLaunchModeName(pcxt->mode), how.c_str()));
+  __builtin_unreachable();
+}
+
+// Handles everything worker i has sent so far. Throws a worker's ERROR.
+void DrainMessages(ParallelContext* pcxt, int i) {
+  ParallelWorkerInfo& w = pcxt->worker[i];
+  if (w.error_queue == nullptr || w.got_terminate) return;
+  for (;;) {
+    std::size_t n = 0;
+    void* data = nullptr;
+    const shm_mq_result r = shm_mq_receive(w.error_queue, &n, &data, true);
+    if (r != SHM_MQ_SUCCESS) return;  // WOULD_BLOCK, or DETACHED: decided by the caller
+    const char* bytes = static_cast<const char*>(data);
+    if (n == 1 && bytes[0] == kMessageTerminate) {
+      w.got_terminate = true;
+      return;
+    }
+    ErrorData report;
+    if (!DeserializeReport(bytes, n, &report))
+      ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid message from parallel worker %d", i));
+    report.context.push_back("parallel worker " + std::to_string(i));
+    if (report.elevel >= ERROR) {
+      report.elevel = ERROR;  // a worker's FATAL ends the worker, not the leader
+      throw Error(std::move(report));
+    }
+    EmitErrorReport(report);
+  }
+}
+
+// One pass over the workers not yet done: messages, then liveness. Returns
+// whether all are done. `need_attach_only`: done = attached.
+bool PollWorkers(ParallelContext* pcxt, bool need_attach_only) {
+  bool all = true;
+  for (int i = 0; i < pcxt->nworkers_launched; ++i) {
+    ParallelWorkerInfo& w = pcxt->worker[i];
+    if (w.done) continue;
+    const std::uint32_t state = pcxt->shared->workers[i].state.load(std::memory_order_acquire);
+    if (need_attach_only && state >= kWorkerAttached) continue;
+    DrainMessages(pcxt, i);
+    int status = 0;
+    const bool running = WorkerRunning(pcxt, i, &status);
+    if (!running) {
+      DrainMessages(pcxt, i);  // what it sent just before it went
+      const bool attached = pcxt->shared->workers[i].state.load() >= kWorkerAttached;
+      w.done = true;
+      ReleaseWorkerSlot();
+      if (!w.got_terminate) WorkerFailed(pcxt, i, status, attached);
+      continue;
+    }
+    all = false;
+  }
+  return all;
+}
+
+void WaitForWorkers(ParallelContext* pcxt, bool attach_only) {
+  for (;;) {
+    CHECK_FOR_INTERRUPTS();
+    const std::uint32_t seen = pcxt->shared->leader_wakeup.load(std::memory_order_acquire);
+    if (PollWorkers(pcxt, attach_only)) return;
+    // Workers bump the word on every message and state change; the timeout
+    // bounds how late a death (which bumps nothing) is noticed.
+    WaitForLeaderWakeup(pcxt->shared, seen, 10);
+  }
+}
+
+void CreateErrorQueues(ParallelContext* pcxt, char* queues) {
+  // The handles live as long as the context, not the caller's context.
+  ContextSwitch in_top(TopMemoryContext);
+  for (int i = 0; i < pcxt->nworkers; ++i) {
+    shm_mq* mq = shm_mq_create(queues + static_cast<std::size_t>(i) * kErrorQueueSize, kErrorQueueSize);
+    shm_mq_set_receiver(mq);
+    pcxt->worker[i].error_queue = shm_mq_attach(mq, pcxt->seg);
+  }
+}
+
+void DetachErrorQueues(ParallelContext* pcxt) {
+  for (int i = 0; i < pcxt->nworkers; ++i) {
+    if (pcxt->worker[i].error_queue != nullptr) shm_mq_detach(pcxt->worker[i].error_queue);
+    pcxt->worker[i].error_queue = nullptr;
+  }
+}
+
+// Stops every worker still running (never throws).
+void StopWorkers(ParallelContext* pcxt) {
+  if (pcxt->shared == nullptr) return;
+  pcxt->shared->stop.store(1, std::memory_order_release);
+  for (int i = 0; i < pcxt->nworkers_launched; ++i) {
+    ParallelWorkerInfo& w = pcxt->worker[i];
+    if (w.done) continue;
+    StopAndWait(pcxt, i);
+    w.done = true;
+    ReleaseWorkerSlot();
+  }
+}
+
+}  // namespace
+
+ParallelContext* CreateParallelContext(const char* entry_name, int nworkers, ParallelLaunchMode mode) {
+  if (entry_name == nullptr || LookupParallelEntry(entry_name) == nullptr)
+    ereport(ERROR, errcode(ERRCODE_UNDEFINED_FUNCTION),
+            errmsg("parallel entry \"%s\" is not registered", entry_name ? entry_name : "(null)"),
+            errhint("Call RegisterParallelEntry at start-up."));
+  if (nworkers < 0 || nworkers > 1024)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid number of parallel workers %d", nworkers));
+  ResourceOwner owner = CurrentResourceOwner;
+  if (owner != nullptr) ResourceOwnerEnlarge(owner);
+  auto* pcxt = new ParallelContext{};
+  pcxt->entry_name = strdup(entry_name);
+  pcxt->mode = mode;
+  pcxt->nworkers = nworkers;
+  pcxt->nworkers_to_launch = nworkers;
+  shm_toc_initialize_estimator(&pcxt->estimator);
+  pcxt->worker = new ParallelWorkerInfo[static_cast<std::size_t>(nworkers)]{};
+  pcxt->owner = owner;
+  if (owner != nullptr) ResourceOwnerRemember(owner, PointerGetDatum(pcxt), &kParallelContextResourceKind);
+  return pcxt;
+}
+
+void InitializeParallelDSM(ParallelContext* pcxt) {
+  if (pcxt->seg != nullptr)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("the parallel context's segment already exists"),
+            errhint("Use ReinitializeParallelDSM for another round."));
+  shm_toc_estimator e = pcxt->estimator;
+  shm_toc_estimate_chunk(&e, ParallelSharedSize(pcxt->nworkers));
+  shm_toc_estimate_chunk(&e, kErrorQueueSize * static_cast<std::size_t>(pcxt->nworkers));
+  shm_toc_estimate_keys(&e, 2);
+  const std::size_t size = shm_toc_estimate(&e);
+  {
+    const ResourceOwner saved = CurrentResourceOwner;
+    CurrentResourceOwner = nullptr;  // the context holds its segment itself
+    try {
+      pcxt->seg = dsm_create(size);
+    } catch (...) {
+      CurrentResourceOwner = saved;
+      throw;
+    }
+    CurrentResourceOwner = saved;
+  }
+  pcxt->toc = shm_toc_create(kParallelMagic, dsm_segment_address(pcxt->seg), size);
+  auto* shared = static_cast<ParallelShared*>(shm_toc_allocate(pcxt->toc, ParallelSharedSize(pcxt->nworkers)));
+  std::memset(static_cast<void*>(shared), 0, ParallelSharedSize(pcxt->nworkers));
+  shared->magic = kParallelMagic;
+  std::strncpy(shared->entry_name, pcxt->entry_name, kEntryNameMax - 1);
+  shared->leader_pid = getpid();
+  shared->nworkers = pcxt->nworkers;
+  pcxt->shared = shared;
+  shm_toc_insert(pcxt->toc, PARALLEL_KEY_FIXED, shared);
+  auto* queues = static_cast<char*>(shm_toc_allocate(pcxt->toc, kErrorQueueSize * static_cast<std::size_t>(pcxt->nworkers)));
+  shm_toc_insert(pcxt->toc, PARALLEL_KEY_ERROR_QUEUE, queues);
+  CreateErrorQueues(pcxt, queues);
+}
+
+void ReinitializeParallelDSM(ParallelContext* pcxt) {
+  if (pcxt->seg == nullptr)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("the parallel context has no segment"));
+  if (pcxt->nworkers_launched > 0) WaitForParallelWorkersToFinish(pcxt);
+  DetachErrorQueues(pcxt);
+  for (int i = 0; i < pcxt->nworkers; ++i) {
+    pcxt->shared->workers[i].state.store(kWorkerNotStarted);
+    pcxt->shared->workers[i].pid.store(0);
+    pcxt->worker[i] = ParallelWorkerInfo{};
+  }
+  pcxt->shared->stop.store(0);
+  pcxt->nworkers_launched = 0;
+  CreateErrorQueues(pcxt, static_cast<char*>(shm_toc_lookup(pcxt->toc, PARALLEL_KEY_ERROR_QUEUE, false)));
+}
+
+void LaunchParallelWorkers(ParallelContext* pcxt) {
+  if (pcxt->seg == nullptr)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("LaunchParallelWorkers before InitializeParallelDSM"));
+  if (pcxt->nworkers_launched > 0)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("the workers were already launched"),
+            errhint("Call ReinitializeParallelDSM first."));
+  const auto t0 = std::chrono::steady_clock::now();
+  const int want = std::min(pcxt->nworkers_to_launch, pcxt->nworkers);
+  int launched = 0;
+  for (int i = 0; i < want; ++i) {
+    if (!ReserveWorkerSlot()) break;  // fewer workers, as PostgreSQL: never an error
+    if (!LaunchOne(pcxt, i)) {
+      ReleaseWorkerSlot();
+      break;
+    }
+    pcxt->worker[i].launched = true;
+    ++launched;
+  }
+  pcxt->nworkers_launched = launched;
+  pcxt->launched_once = true;
+  pcxt->launch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void WaitForParallelWorkersToAttach(ParallelContext* pcxt) {
+  if (pcxt->shared != nullptr) WaitForWorkers(pcxt, true);
+}
+
+void WaitForParallelWorkersToFinish(ParallelContext* pcxt) {
+  if (pcxt->shared != nullptr) WaitForWorkers(pcxt, false);
+}
+
+void DestroyParallelContext(ParallelContext* pcxt) {
+  if (pcxt == nullptr) return;
+  if (pcxt->owner != nullptr) {
+    try {
+      ResourceOwnerForget(static_cast<ResourceOwner>(pcxt->owner), PointerGetDatum(pcxt), &kParallelContextResourceKind);
+    } catch (const Error& e) {
+      ereport(WARNING, errmsg("destroying parallel context \"%s\": %s", pcxt->entry_name, e.what()));
+    }
+    pcxt->owner = nullptr;
+  }
+  StopWorkers(pcxt);
+  DetachErrorQueues(pcxt);
+  // Every worker is gone now; one killed while attached never dropped its
+  // reference, so the count cannot be trusted to reach zero.
+  if (pcxt->seg != nullptr) dsm_detach_and_remove(pcxt->seg);
+  delete[] pcxt->worker;
+  std::free(const_cast<char*>(pcxt->entry_name));
+  delete pcxt;
+}
+
+}  // namespace grove

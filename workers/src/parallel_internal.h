@@ -1,0 +1,105 @@
+// Internal to parallel contexts: the fixed state in the segment, the
+// per-worker bookkeeping in the leader, the worker's main, the launchers,
+// and the error-queue messages.
+//
+// Files: parallel.cc (the leader's API), parallel_worker.cc (a worker's
+// life, entry registry, error messages), parallel_launch.cc (process, pool
+// and thread launchers).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <sys/types.h>
+
+#include "grove/base/error.h"
+#include "grove/workers/parallel.h"
+#include "grove/workers/shm_mq.h"
+
+namespace grove {
+
+namespace parallel_internal {
+
+inline constexpr std::uint64_t kParallelMagic = 0x67726f766570636bull;  // "grovepck"
+inline constexpr std::uint64_t PARALLEL_KEY_FIXED = 1;
+inline constexpr std::uint64_t PARALLEL_KEY_ERROR_QUEUE = 2;
+inline constexpr std::size_t kErrorQueueSize = 16384;
+inline constexpr std::size_t kEntryNameMax = 64;
+
+// A worker's progress, as the worker publishes it.
+inline constexpr std::uint32_t kWorkerNotStarted = 0;
+inline constexpr std::uint32_t kWorkerAttached = 1;   // attached the segment and its error queue
+inline constexpr std::uint32_t kWorkerExited = 2;     // done with the segment: the leader may free it
+
+}  // namespace parallel_internal
+
+struct WorkerSlot {
+  std::atomic<std::uint32_t> state;
+  std::atomic<std::int32_t> pid;
+};
+
+/// PARALLEL_KEY_FIXED: what every worker reads first.
+struct ParallelShared {
+  std::uint64_t magic;
+  char entry_name[parallel_internal::kEntryNameMax];
+  std::int32_t leader_pid;
+  std::int32_t nworkers;
+  std::atomic<std::uint32_t> stop;           // the leader is tearing down: stop
+  std::atomic<std::uint32_t> leader_wakeup;  // futex word: bumped by workers on every event
+  WorkerSlot workers[1];                     // nworkers of them
+};
+namespace parallel_internal {
+
+std::size_t ParallelSharedSize(int nworkers);
+
+/// Error-queue messages: one byte of kind, then the report.
+inline constexpr char kMessageReport = 'R';     // a report (any level) follows
+inline constexpr char kMessageTerminate = 'X';  // the worker finished cleanly
+std::string SerializeReport(const ErrorData& data);
+bool DeserializeReport(const char* data, std::size_t n, ErrorData* out);
+
+/// Bumps the leader's futex word and wakes it.
+void WakeLeader(ParallelShared* shared);
+/// Sleeps until the word moves from `seen` or `timeout_ms` passes.
+void WaitForLeaderWakeup(ParallelShared* shared, std::uint32_t seen, int timeout_ms);
+
+/// A worker's whole life once started (any mode). `seg` is the leader's
+/// attachment in thread mode, nullptr in process modes (the worker
+/// attaches `handle` itself). Never throws; returns the process exit code
+/// a process worker should end with.
+int ParallelWorkerMain(dsm_handle handle, dsm_segment* seg, int worker_number, ParallelLaunchMode mode);
+
+/// Looks up a registered entry; nullptr if none.
+parallel_worker_main_type LookupParallelEntry(const char* name);
+
+}  // namespace parallel_internal
+
+/// The leader's view of one launched worker.
+struct ParallelWorkerInfo {
+  pid_t pid;                  // process and pool modes
+  int pool_slot;              // pool mode: which pool process, else −1
+  bool launched;
+  bool done;                  // terminated and accounted for
+  bool got_terminate;         // its 'X' arrived
+  shm_mq_handle* error_queue; // the leader's receiving end
+};
+
+struct ParallelRuntime;  // launcher state (parallel_launch.cc)
+
+namespace parallel_internal {
+/// Launches worker `i` of `pcxt` in its mode; false if it could not start.
+bool LaunchOne(ParallelContext* pcxt, int i);
+/// Whether worker `i` is still running (process: not exited; thread: not
+/// finished). Reaps an exited process and returns its status in *status.
+bool WorkerRunning(ParallelContext* pcxt, int i, int* status);
+/// Makes worker `i` stop (SIGTERM to a process; threads poll the flag) and
+/// waits for it, killing a process that does not stop within a grace period.
+void StopAndWait(ParallelContext* pcxt, int i);
+/// Frees launcher state of the context.
+void ReleaseRuntime(ParallelContext* pcxt);
+/// Process-wide count of running workers (against MaxParallelWorkers).
+bool ReserveWorkerSlot();
+void ReleaseWorkerSlot();
+}  // namespace parallel_internal
+
+}  // namespace grove

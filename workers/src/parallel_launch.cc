@@ -1,0 +1,357 @@
+// Launching parallel workers: fresh processes, warm pooled processes, or
+// threads of a oneTBB task_arena; knowing whether each still runs; stopping
+// them. The process-wide worker limit.
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <memory>
+#include <mutex>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#define TBB_PREVIEW_GLOBAL_CONTROL 1
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include "grove/base/interrupts.h"
+#include "grove/resowner/resowner.h"
+#include "parallel_internal.h"
+
+namespace grove {
+
+using namespace parallel_internal;
+
+namespace {
+
+std::atomic<int> max_workers{8};
+std::atomic<int> running_workers{0};
+
+/// How long a worker told to stop may take before it is killed.
+constexpr int kStopGraceMs = 5000;
+
+extern "C" void HandleWorkerTerm(int) { RequestCancel(); }
+
+// In a new worker process: die with the leader, cancel on SIGTERM or SIGINT,
+// and own nothing of the leader's.
+bool BecomeWorkerProcess(pid_t leader) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != leader) return false;  // the leader died before the line above
+  struct sigaction sa {};
+  sa.sa_handler = &HandleWorkerTerm;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  CurrentResourceOwner = nullptr;
+  InterruptPending.store(false);
+  QueryCancelPending.store(false);
+  return true;
+}
+
+[[noreturn]] void ExitWorkerProcess(int code) {
+  std::fflush(nullptr);
+  dsm_process_exit();  // _exit runs no atexit handler: remove our own segments here
+  _exit(code);
+}
+
+// --- pool ---------------------------------------------------------------------------------------
+
+struct PoolJob {
+  dsm_handle handle;
+  std::int32_t worker;
+};
+
+struct PoolProcess {
+  pid_t pid;
+  int job_fd;  // write end of the process's job pipe
+  bool busy;
+};
+
+struct Pool {
+  std::mutex mutex;
+  pid_t owner = 0;  // the process whose children these are
+  std::vector<PoolProcess> processes;
+};
+
+Pool& ThePool() {
+  static Pool* pool = new Pool;  // never destroyed: pool processes die with us
+  return *pool;
+}
+
+void ForgetPoolIfForked(Pool& pool) {
+  if (pool.owner == getpid()) return;
+  pool.processes.clear();  // the parent's children, not ours
+  pool.owner = getpid();
+}
+
+[[noreturn]] void PoolProcessLoop(int job_fd) {
+  for (;;) {
+    PoolJob job;
+    std::size_t got = 0;
+    while (got < sizeof job) {
+      const ssize_t n = read(job_fd, reinterpret_cast<char*>(&job) + got, sizeof job - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ExitWorkerProcess(0);  // the leader closed the pipe or died
+      got += static_cast<std::size_t>(n);
+    }
+    InterruptPending.store(false);  // a stop meant for the previous job
+    QueryCancelPending.store(false);
+    ParallelWorkerMain(job.handle, nullptr, job.worker, ParallelLaunchMode::kPool);
+  }
+}
+
+// Starts one pool process (pool lock held). -1 on failure.
+int StartPoolProcess(Pool& pool) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+  std::fflush(nullptr);
+  const pid_t leader = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fds[1]);
+    // Other pool processes' job pipes are close-on-exec but not closed by
+    // fork: close them, or a dead leader's pipes would stay open here.
+    for (const PoolProcess& p : pool.processes) close(p.job_fd);
+    if (!BecomeWorkerProcess(leader)) _exit(1);
+    PoolProcessLoop(fds[0]);
+  }
+  close(fds[0]);
+  pool.processes.push_back({pid, fds[1], false});
+  return static_cast<int>(pool.processes.size()) - 1;
+}
+
+void RemovePoolProcess(Pool& pool, int slot, bool kill_it) {
+  PoolProcess& p = pool.processes[slot];
+  close(p.job_fd);
+  if (kill_it) kill(p.pid, SIGKILL);
+  int status;
+  while (waitpid(p.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  p = PoolProcess{-1, -1, false};  // slots keep their index: contexts refer to them
+}
+
+// --- threads ------------------------------------------------------------------------------------
+
+struct ThreadArena {
+  std::mutex mutex;
+  int size = 0;
+  std::unique_ptr<tbb::global_control> control;
+  std::unique_ptr<tbb::task_arena> arena;
+  std::vector<std::unique_ptr<tbb::task_arena>> retired;  // may still run tasks: never destroyed
+};
+
+ThreadArena& TheThreadArena() {
+  static ThreadArena* a = new ThreadArena;  // never destroyed: TBB threads outlive main's statics
+  return *a;
+}
+
+tbb::task_arena& ArenaFor(int workers) {
+  ThreadArena& a = TheThreadArena();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  if (a.arena == nullptr || a.size < workers) {
+    // Every worker needs a thread of its own (workers may wait on each
+    // other), so TBB must allow that many beyond the calling thread.
+    if (a.arena != nullptr) a.retired.push_back(std::move(a.arena));
+    a.control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                      static_cast<std::size_t>(workers) + 1);
+    a.arena = std::make_unique<tbb::task_arena>(workers, 0);
+    a.size = workers;
+  }
+  return *a.arena;
+}
+
+}  // namespace
+
+namespace parallel_internal {
+
+bool ReserveWorkerSlot() {
+  int now = running_workers.load();
+  do {
+    if (now >= max_workers.load()) return false;
+  } while (!running_workers.compare_exchange_weak(now, now + 1));
+  return true;
+}
+void ReleaseWorkerSlot() { running_workers.fetch_sub(1); }
+
+bool LaunchOne(ParallelContext* pcxt, int i) {
+  ParallelWorkerInfo& w = pcxt->worker[i];
+  const dsm_handle handle = dsm_segment_handle(pcxt->seg);
+  w.pid = -1;
+  w.pool_slot = -1;
+  switch (pcxt->mode) {
+    case ParallelLaunchMode::kProcess: {
+      std::fflush(nullptr);
+      const pid_t leader = getpid();
+      const pid_t pid = fork();
+      if (pid < 0) return false;
+      if (pid == 0) {
+        if (!BecomeWorkerProcess(leader)) _exit(1);
+        ExitWorkerProcess(ParallelWorkerMain(handle, nullptr, i, ParallelLaunchMode::kProcess));
+      }
+      w.pid = pid;
+      return true;
+    }
+    case ParallelLaunchMode::kPool: {
+      Pool& pool = ThePool();
+      std::lock_guard<std::mutex> lock(pool.mutex);
+      ForgetPoolIfForked(pool);
+      int slot = -1;
+      for (int k = 0; k < static_cast<int>(pool.processes.size()); ++k)
+        if (pool.processes[k].pid > 0 && !pool.processes[k].busy) slot = k;
+      if (slot < 0) slot = StartPoolProcess(pool);
+      if (slot < 0) return false;
+      const PoolJob job{handle, i};
+      if (write(pool.processes[slot].job_fd, &job, sizeof job) != static_cast<ssize_t>(sizeof job)) {
+        RemovePoolProcess(pool, slot, true);
+        return false;
+      }
+      pool.processes[slot].busy = true;
+      w.pid = pool.processes[slot].pid;
+      w.pool_slot = slot;
+      return true;
+    }
+    case ParallelLaunchMode::kThread: {
+      dsm_segment* seg = pcxt->seg;
+      try {
+        ArenaFor(MaxParallelWorkers()).enqueue([handle, seg, i] {
+          ParallelWorkerMain(handle, seg, i, ParallelLaunchMode::kThread);
+        });
+      } catch (const std::exception&) {
+        return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+bool WorkerRunning(ParallelContext* pcxt, int i, int* status) {
+  ParallelWorkerInfo& w = pcxt->worker[i];
+  const std::uint32_t state = pcxt->shared->workers[i].state.load(std::memory_order_acquire);
+  switch (pcxt->mode) {
+    case ParallelLaunchMode::kProcess: {
+      if (w.pid <= 0) return false;
+      int st = 0;
+      const pid_t r = waitpid(w.pid, &st, WNOHANG);
+      if (r == 0) return true;
+      if (r == w.pid) *status = st;
+      w.pid = -1;  // reaped (or not ours any more)
+      return false;
+    }
+    case ParallelLaunchMode::kPool: {
+      if (w.pool_slot < 0) return false;
+      Pool& pool = ThePool();
+      std::lock_guard<std::mutex> lock(pool.mutex);
+      PoolProcess& p = pool.processes[w.pool_slot];
+      if (state == kWorkerExited) {
+        p.busy = false;  // back to the pool, warm
+        w.pool_slot = -1;
+        return false;
+      }
+      int st = 0;
+      const pid_t r = waitpid(p.pid, &st, WNOHANG);
+      if (r == 0) return true;
+      *status = st;
+      p.pid = -1;  // died: reaped; its slot is dead
+      close(p.job_fd);
+      p.job_fd = -1;
+      w.pool_slot = -1;
+      return false;
+    }
+    case ParallelLaunchMode::kThread:
+      return state != kWorkerExited;
+  }
+  return false;
+}
+
+void StopAndWait(ParallelContext* pcxt, int i) {
+  ParallelWorkerInfo& w = pcxt->worker[i];
+  int status = 0;
+  // Processes are told to stop with SIGTERM (a cancel at their next
+  // CHECK_FOR_INTERRUPTS); a pool process only if it is still on this job.
+  if (pcxt->mode == ParallelLaunchMode::kProcess && w.pid > 0) kill(w.pid, SIGTERM);
+  if (pcxt->mode == ParallelLaunchMode::kPool && w.pool_slot >= 0 &&
+      pcxt->shared->workers[i].state.load() != kWorkerExited)
+    kill(w.pid, SIGTERM);
+  int waited_ms = 0;
+  while (WorkerRunning(pcxt, i, &status)) {
+    const std::uint32_t seen = pcxt->shared->leader_wakeup.load(std::memory_order_acquire);
+    if (!WorkerRunning(pcxt, i, &status)) break;
+    WaitForLeaderWakeup(pcxt->shared, seen, 10);
+    waited_ms += 10;
+    if (waited_ms >= kStopGraceMs && pcxt->mode != ParallelLaunchMode::kThread) {
+      // Deaf to the stop: killed. (A thread cannot be; the context waits.)
+      if (pcxt->mode == ParallelLaunchMode::kProcess) {
+        kill(w.pid, SIGKILL);
+      } else if (w.pool_slot >= 0) {
+        Pool& pool = ThePool();
+        std::lock_guard<std::mutex> lock(pool.mutex);
+        RemovePoolProcess(pool, w.pool_slot, true);
+        w.pool_slot = -1;
+      }
+    }
+  }
+}
+
+void ReleaseRuntime(ParallelContext*) {}
+
+}  // namespace parallel_internal
+
+void SetMaxParallelWorkers(int n) {
+  if (n < 0 || n > 1024)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid maximum of parallel workers %d", n),
+            errdetail("It must be between 0 and 1024."));
+  max_workers.store(n);
+}
+int MaxParallelWorkers() { return max_workers.load(); }
+
+void ShutdownParallelWorkerPool() {
+  Pool& pool = ThePool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  ForgetPoolIfForked(pool);
+  for (int k = 0; k < static_cast<int>(pool.processes.size()); ++k)
+    if (pool.processes[k].pid > 0) RemovePoolProcess(pool, k, pool.processes[k].busy);
+  pool.processes.clear();
+}
+
+int ParallelWorkerPoolSize() {
+  Pool& pool = ThePool();
+  std::lock_guard<std::mutex> lock(pool.mutex);
+  ForgetPoolIfForked(pool);
+  int n = 0;
+  for (const PoolProcess& p : pool.processes) n += p.pid > 0;
+  return n;
+}
+
+const char* ParallelLaunchModeName(ParallelLaunchMode mode) {
+  switch (mode) {
+    case ParallelLaunchMode::kProcess:
+      return "process";
+    case ParallelLaunchMode::kPool:
+      return "pool";
+    case ParallelLaunchMode::kThread:
+      return "thread";
+  }
+  return "?";
+}
+
+bool ParseParallelLaunchMode(const char* text, ParallelLaunchMode* mode) {
+  for (ParallelLaunchMode m : {ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool, ParallelLaunchMode::kThread}) {
+    if (std::strcmp(text, ParallelLaunchModeName(m)) == 0) {
+      *mode = m;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace grove

@@ -1,0 +1,268 @@
+// A parallel worker's life (any launch mode), the registry of entry points,
+// and the messages a worker sends its leader through its error queue.
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <linux/futex.h>
+#include <mutex>
+#include <string>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <unordered_map>
+
+#include "grove/contexts/memutils.h"
+#include "grove/contexts/palloc.h"
+#include "grove/resowner/resowner.h"
+#include "parallel_internal.h"
+
+namespace grove {
+
+namespace {
+
+thread_local int worker_number = -1;
+thread_local ParallelShared* worker_shared = nullptr;
+
+ParallelWorkerTransactionHooks transaction_hooks{nullptr, nullptr, nullptr};
+
+struct EntryRegistry {
+  std::mutex mutex;
+  std::unordered_map<std::string, parallel_worker_main_type> entries;
+};
+EntryRegistry& Entries() {
+  static EntryRegistry* r = new EntryRegistry;  // never destroyed: workers may run at exit
+  return *r;
+}
+
+// --- report serialization: kind byte, then fields, strings length-prefixed ---------------------
+
+void PutInt(std::string* out, std::int32_t v) { out->append(reinterpret_cast<const char*>(&v), sizeof v); }
+void PutString(std::string* out, const std::string& s) {
+  PutInt(out, static_cast<std::int32_t>(s.size()));
+  out->append(s);
+}
+
+struct Reader {
+  const char* p;
+  const char* end;
+  bool Int(std::int32_t* v) {
+    if (end - p < static_cast<std::ptrdiff_t>(sizeof *v)) return false;
+    std::memcpy(v, p, sizeof *v);
+    p += sizeof *v;
+    return true;
+  }
+  bool String(std::string* s) {
+    std::int32_t n;
+    if (!Int(&n) || n < 0 || end - p < n) return false;
+    s->assign(p, static_cast<std::size_t>(n));
+    p += n;
+    return true;
+  }
+};
+
+}  // namespace
+
+namespace parallel_internal {
+
+std::size_t ParallelSharedSize(int nworkers) {
+  return sizeof(ParallelShared) + sizeof(WorkerSlot) * static_cast<std::size_t>(nworkers > 1 ? nworkers - 1 : 0);
+}
+
+std::string SerializeReport(const ErrorData& data) {
+  std::string out(1, kMessageReport);
+  PutInt(&out, data.elevel);
+  out.append(data.sqlstate.code, 5);
+  PutInt(&out, data.cursorpos);
+  PutString(&out, data.message);
+  PutString(&out, data.detail);
+  PutString(&out, data.hint);
+  PutInt(&out, static_cast<std::int32_t>(data.context.size()));
+  for (const std::string& line : data.context) PutString(&out, line);
+  return out;
+}
+
+bool DeserializeReport(const char* data, std::size_t n, ErrorData* out) {
+  Reader r{data, data + n};
+  if (n < 1 || *r.p++ != kMessageReport) return false;
+  std::int32_t elevel, cursorpos, ncontext;
+  if (!r.Int(&elevel) || r.end - r.p < 5) return false;
+  SqlState state{};
+  std::memcpy(state.code, r.p, 5);
+  r.p += 5;
+  if (!r.Int(&cursorpos) || !r.String(&out->message) || !r.String(&out->detail) || !r.String(&out->hint) ||
+      !r.Int(&ncontext) || ncontext < 0)
+    return false;
+  out->context.clear();
+  for (std::int32_t k = 0; k < ncontext; ++k) {
+    std::string line;
+    if (!r.String(&line)) return false;
+    out->context.push_back(std::move(line));
+  }
+  out->elevel = elevel;
+  out->sqlstate = state;
+  out->cursorpos = cursorpos;
+  return r.p == r.end;
+}
+
+void WakeLeader(ParallelShared* shared) {
+  shared->leader_wakeup.fetch_add(1, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&shared->leader_wakeup), FUTEX_WAKE, INT_MAX, nullptr,
+          nullptr, 0);
+}
+
+void WaitForLeaderWakeup(ParallelShared* shared, std::uint32_t seen, int timeout_ms) {
+  timespec ts{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1000000L};
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&shared->leader_wakeup), FUTEX_WAIT, seen, &ts, nullptr, 0);
+}
+
+parallel_worker_main_type LookupParallelEntry(const char* name) {
+  EntryRegistry& r = Entries();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto it = r.entries.find(name);
+  return it == r.entries.end() ? nullptr : it->second;
+}
+
+int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, ParallelLaunchMode mode) {
+  MemoryContextInit();  // a thread's first job sets up its tree; otherwise a no-op
+  const MemoryContext old_context = CurrentMemoryContext;
+  const ResourceOwner old_owner = CurrentResourceOwner;
+  MemoryContext worker_context = AllocSetContextCreate(TopMemoryContext, "parallel worker", ALLOCSET_DEFAULT_SIZES);
+  ResourceOwner owner = ResourceOwnerCreate(nullptr, "parallel worker");
+  CurrentMemoryContext = worker_context;
+  CurrentResourceOwner = owner;
+  worker_number = number;
+
+  dsm_segment* seg = leader_seg;
+  bool own_segment = false;
+  ParallelShared* shared = nullptr;
+  shm_mq_handle* queue = nullptr;
+  bool in_transaction = false;
+  int code = 0;
+  auto send = [&](const std::string& message) {
+    // A leader that is gone makes this fail; there is nobody left to tell.
+    if (queue != nullptr) shm_mq_send(queue, message.size(), message.data(), false);
+    if (shared != nullptr) WakeLeader(shared);
+  };
+  try {
+    if (seg == nullptr) {
+      seg = dsm_attach(handle);
+      dsm_pin_mapping(seg);  // detached below, after everything else
+      own_segment = true;
+    }
+    shm_toc* toc = shm_toc_attach(kParallelMagic, dsm_segment_address(seg));
+    if (toc == nullptr)
+      ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("invalid magic number in parallel worker segment"));
+    shared = static_cast<ParallelShared*>(shm_toc_lookup(toc, PARALLEL_KEY_FIXED, false));
+    if (shared->magic != kParallelMagic || number < 0 || number >= shared->nworkers)
+      ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("parallel worker %d: bad fixed state", number));
+    worker_shared = shared;
+    shared->workers[number].pid.store(static_cast<std::int32_t>(getpid()), std::memory_order_relaxed);
+    auto* queues = static_cast<char*>(shm_toc_lookup(toc, PARALLEL_KEY_ERROR_QUEUE, false));
+    shm_mq* mq = reinterpret_cast<shm_mq*>(queues + static_cast<std::size_t>(number) * kErrorQueueSize);
+    shm_mq_set_sender(mq);
+    queue = shm_mq_attach(mq, seg);
+    shared->workers[number].state.store(kWorkerAttached, std::memory_order_release);
+    WakeLeader(shared);
+
+    ScopedMessageSink sink([&](const ErrorData& report) {
+      try {
+        send(SerializeReport(report));
+      } catch (...) {
+        // A sink must not throw; the report is lost with the leader.
+      }
+    });
+    parallel_worker_main_type entry = LookupParallelEntry(shared->entry_name);
+    if (entry == nullptr)
+      ereport(ERROR, errcode(ERRCODE_UNDEFINED_FUNCTION),
+              errmsg("parallel entry \"%s\" is not registered in this worker", shared->entry_name),
+              errhint(mode == ParallelLaunchMode::kPool ? "Pool processes know the entries registered before the pool "
+                                                          "started."
+                                                        : "Call RegisterParallelEntry at start-up."));
+    if (transaction_hooks.start != nullptr) {
+      transaction_hooks.start();
+      in_transaction = true;
+    }
+    entry(seg, toc);
+    if (in_transaction) {
+      in_transaction = false;
+      transaction_hooks.commit();
+    }
+  } catch (const Error& e) {
+    if (in_transaction) transaction_hooks.abort();
+    code = 1;
+    if (queue != nullptr) {
+      try {
+        send(SerializeReport(e.data()));
+      } catch (...) {
+      }
+    } else {
+      std::fprintf(stderr, "parallel worker %d: %s\n", number, e.Format().c_str());
+    }
+  } catch (const std::exception& e) {
+    if (in_transaction) transaction_hooks.abort();
+    code = 1;
+    ErrorData data;
+    data.elevel = ERROR;
+    data.message = std::string("unexpected exception: ") + e.what();
+    try {
+      if (queue != nullptr) send(SerializeReport(data));
+    } catch (...) {
+    }
+  }
+  // The final word: the leader counts a worker that detaches without it as lost.
+  try {
+    if (queue != nullptr) send(std::string(1, kMessageTerminate));
+  } catch (...) {
+  }
+  if (queue != nullptr) shm_mq_detach(queue);
+  for (ResourceReleasePhase phase : {RESOURCE_RELEASE_BEFORE_LOCKS, RESOURCE_RELEASE_LOCKS, RESOURCE_RELEASE_AFTER_LOCKS})
+    ResourceOwnerRelease(owner, phase, code == 0, true);
+  CurrentResourceOwner = old_owner;
+  ResourceOwnerDelete(owner);
+  CurrentMemoryContext = old_context;
+  MemoryContextDelete(worker_context);
+  worker_number = -1;
+  worker_shared = nullptr;
+  if (shared != nullptr) {
+    // After this store the leader may free the segment (thread mode: unmap
+    // it); the wake-up goes to an address that may be gone, which futex
+    // tolerates (EFAULT), and the leader polls anyway.
+    std::atomic<std::uint32_t>* word = &shared->leader_wakeup;
+    word->fetch_add(1, std::memory_order_release);
+    shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
+    if (own_segment) syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  }
+  if (own_segment) dsm_detach(seg);
+  return code;
+}
+
+}  // namespace parallel_internal
+
+void RegisterParallelEntry(const char* name, parallel_worker_main_type entry) {
+  if (name == nullptr || std::strlen(name) >= parallel_internal::kEntryNameMax || entry == nullptr)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid parallel entry registration"),
+            errdetail("A name of 1 to %zu bytes and a function are required.", parallel_internal::kEntryNameMax - 1));
+  EntryRegistry& r = Entries();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto [it, inserted] = r.entries.emplace(name, entry);
+  if (!inserted && it->second != entry)
+    ereport(ERROR, errcode(ERRCODE_DUPLICATE_OBJECT),
+            errmsg("parallel entry \"%s\" is already registered with another function", name));
+}
+
+int ParallelWorkerNumber() { return worker_number; }
+bool IsParallelWorker() { return worker_number >= 0; }
+bool ParallelWorkerShouldStop() {
+  return worker_shared != nullptr && worker_shared->stop.load(std::memory_order_acquire) != 0;
+}
+
+void SetParallelWorkerTransactionHooks(const ParallelWorkerTransactionHooks& hooks) {
+  const bool all = hooks.start != nullptr && hooks.commit != nullptr && hooks.abort != nullptr;
+  const bool none = hooks.start == nullptr && hooks.commit == nullptr && hooks.abort == nullptr;
+  if (!all && !none)
+    ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+            errmsg("parallel worker transaction hooks must be set all three or none"));
+  transaction_hooks = hooks;
+}
+
+}  // namespace grove
