@@ -303,6 +303,8 @@ class DsaShared {
     void* Address(Pointer p) { return dsa_get_address(area_, p); }
     void Free(Pointer p) { dsa_free(area_, p); }
     void Finish() { dsa_detach(area_); }
+    /// Right before _exit: what the atexit handler would do for DSM.
+    static void ProcessExit() { dsm_process_exit(); }
 
    private:
     dsa_area* area_;
@@ -336,6 +338,7 @@ class BoostShared {
     void* Address(Pointer p) { return p; }
     void Free(Pointer p) { segment_.deallocate(p); }
     void Finish() {}
+    static void ProcessExit() {}
 
    private:
     bip::managed_shared_memory& segment_;
@@ -354,6 +357,7 @@ class MallocShared {
   class Worker : public MallocPolicy {
    public:
     explicit Worker(MallocShared&) {}
+    static void ProcessExit() {}
   };
 };
 
@@ -427,6 +431,17 @@ void WriteWorkerError(SharedWorkerStatus& status, const std::string& message) {
   status.error[n] = '\0';
 }
 
+// Ends a worker process: no atexit handler, no destructor, no return into
+// the harness; the implementation's process-exit duties are done first.
+template <class Shared>
+[[noreturn]] void ExitWorker(int code) {
+  try {
+    Shared::Worker::ProcessExit();
+  } catch (...) {
+  }
+  _exit(code);
+}
+
 // A worker process: never returns into the harness.
 template <class Shared>
 [[noreturn]] void RunSharedWorker(Shared& shared, SharedControl* control, int w, int cpu,
@@ -446,7 +461,7 @@ template <class Shared>
 
     me.ready.store(1, std::memory_order_release);
     while (control->start.load(std::memory_order_acquire) == 0) {
-      if (control->abort.load(std::memory_order_relaxed) != 0) _exit(3);
+      if (control->abort.load(std::memory_order_relaxed) != 0) ExitWorker<Shared>(3);
       sched_yield();
     }
     for (std::size_t t = 0; t < kSharedOpsPerWorker; ++t) {
@@ -478,7 +493,7 @@ template <class Shared>
     WriteWorkerError(me, "unknown exception");
     code = 1;
   }
-  _exit(code);
+  ExitWorker<Shared>(code);
 }
 static_assert((kSharedRingSize & (kSharedRingSize - 1)) == 0);
 
