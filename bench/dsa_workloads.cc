@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -503,7 +504,13 @@ class WorkerProcesses {
  public:
   ~WorkerProcesses() { KillRemaining(); }
 
-  void Add(pid_t pid) { workers_.push_back({pid, false, 0}); }
+  void Add(pid_t pid) { workers_.push_back({pid, false, 0, 0}); }
+  /// User + system CPU seconds of all reaped workers, their whole lives.
+  double CpuSeconds() const {
+    double total = 0;
+    for (const auto& w : workers_) total += w.cpu_seconds;
+    return total;
+  }
   std::size_t size() const { return workers_.size(); }
 
   /// Reaps any worker that has exited; true if one had exited before it
@@ -513,10 +520,12 @@ class WorkerProcesses {
     for (auto& w : workers_) {
       if (w.reaped) continue;
       int status = 0;
-      const pid_t r = waitpid(w.pid, &status, WNOHANG);
+      rusage usage{};
+      const pid_t r = wait4(w.pid, &status, WNOHANG, &usage);
       if (r == w.pid) {
         w.reaped = true;
         w.status = status;
+        w.cpu_seconds = CpuSeconds(usage);
         any = true;
       }
     }
@@ -528,12 +537,14 @@ class WorkerProcesses {
     for (auto& w : workers_) {
       if (w.reaped) continue;
       int status = 0;
+      rusage usage{};
       pid_t r;
       do {
-        r = waitpid(w.pid, &status, 0);
+        r = wait4(w.pid, &status, 0, &usage);
       } while (r < 0 && errno == EINTR);
       w.reaped = true;
       w.status = r == w.pid ? status : -1;
+      w.cpu_seconds = r == w.pid ? CpuSeconds(usage) : 0;
     }
   }
 
@@ -561,10 +572,16 @@ class WorkerProcesses {
   }
 
  private:
+  static double CpuSeconds(const rusage& u) {
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  }
+
   struct Worker {
     pid_t pid;
     bool reaped;
     int status;
+    double cpu_seconds;
   };
   std::vector<Worker> workers_;
 };
@@ -607,17 +624,22 @@ constexpr int64_t kReadyTimeoutMs = 60 * 1000;
 constexpr int64_t kRunTimeoutMs = 600 * 1000;
 constexpr int64_t kAbortTimeoutMs = 10 * 1000;
 
+struct SharedIteration {
+  double seconds = 0;              ///< max(end) - t0
+  double worker_cpu_seconds = 0;   ///< user + system time of all workers, set-up and clean-up included
+};
+
 /// One W6 iteration: forks `processes` workers, starts them together, reaps
-/// them. Returns max(end) - t0 in seconds, or sets `error`.
+/// them. Sets `error` if anything went wrong.
 template <class Shared>
-double RunSharedIteration(Shared& shared, SharedControlMapping& mapping, int processes,
+SharedIteration RunSharedIteration(Shared& shared, SharedControlMapping& mapping, int processes,
                           const std::vector<int>& cpus, std::string* error) {
   const std::pair<uint32_t, uint32_t>* ring = GetInputs().shared_ring.data();
   SharedControl* control = mapping.Reset(processes);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     *error = Errno("W6: pipe");
-    return 0;
+    return {};
   }
   FileDescriptor read_end(fds[0]);
   FileDescriptor write_end(fds[1]);
@@ -629,7 +651,7 @@ double RunSharedIteration(Shared& shared, SharedControlMapping& mapping, int pro
     if (pid < 0) {
       *error = Errno("W6: fork");
       control->abort.store(1);
-      return 0;  // ~WorkerProcesses kills and reaps the ones started
+      return {};  // ~WorkerProcesses kills and reaps the ones started
     }
     if (pid == 0) {
       close(fds[0]);
@@ -682,11 +704,11 @@ double RunSharedIteration(Shared& shared, SharedControlMapping& mapping, int pro
     }
   }
   if (failed && error->empty()) *error = "W6: a worker exited before the start";
-  if (!error->empty()) return 0;
+  if (!error->empty()) return {};
 
   int64_t max_end = t0;
   for (int w = 0; w < processes; ++w) max_end = std::max(max_end, control->workers[w].end_ns);
-  return static_cast<double>(max_end - t0) / 1e9;
+  return {static_cast<double>(max_end - t0) / 1e9, workers.CpuSeconds()};
 }
 
 // W6 shared: P worker processes, 2,000,000 ops each, timed from the start
@@ -702,21 +724,27 @@ void W6Shared(benchmark::State& state, int processes) {
   SharedControlMapping mapping;
   Shared shared;
   double seconds_total = 0;
+  double cpu_seconds_total = 0;
   for (auto _ : state) {
     shared.BeforeIteration();
     std::string error;
-    const double seconds = RunSharedIteration(shared, mapping, processes, cpus, &error);
+    const SharedIteration run = RunSharedIteration(shared, mapping, processes, cpus, &error);
     if (error.empty()) error = shared.CheckAfterIteration();
     if (!error.empty()) {
       state.SkipWithError(error.c_str());
       break;
     }
-    state.SetIterationTime(seconds);
-    seconds_total += seconds;
+    state.SetIterationTime(run.seconds);
+    seconds_total += run.seconds;
+    cpu_seconds_total += run.worker_cpu_seconds;
   }
   const int64_t ops = state.iterations() * processes * static_cast<int64_t>(kSharedOpsPerWorker);
   state.SetItemsProcessed(ops);
   if (seconds_total > 0) state.counters["Mops/s"] = static_cast<double>(ops) / seconds_total / 1e6;
+  // CPU the workers spent per operation: unlike Mops/s, it does not improve
+  // with more CPUs nor suffer from other load on them, so a rise from P:1 to
+  // P:2 is cost of sharing (contended locks and cache lines).
+  if (ops > 0) state.counters["worker_cpu_ns/op"] = cpu_seconds_total * 1e9 / static_cast<double>(ops);
 }
 
 // --- registration ---------------------------------------------------------------
