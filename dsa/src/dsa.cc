@@ -72,6 +72,7 @@ void DropReference(AreaControl* c) {
   }
 }
 
+// A detach callback must not throw; dsa_release_in_place does not.
 void ReleaseInPlaceOnDetach(dsm_segment*, Datum place) { dsa_release_in_place(DatumGetPointer<void>(place)); }
 
 std::unique_ptr<dsa_area> NewArea(AreaControl* control, dsa_handle handle, bool in_place) {
@@ -291,7 +292,16 @@ dsa_area* dsa_attach_in_place(void* place, dsm_segment* segment) {
   return Finish(std::move(area), owner);
 }
 
-void dsa_release_in_place(void* place) { DropReference(CheckControl(place, DSA_HANDLE_INVALID)); }
+void dsa_release_in_place(void* place) {
+  // Never throws (it also runs as a detach callback): an area whose lock
+  // holder died is inconsistent, and its reference can only be reported.
+  try {
+    DropReference(CheckControl(place, DSA_HANDLE_INVALID));
+  } catch (const Error& e) {
+    ereport(WARNING, errmsg("could not release dynamic shared area in place: %s", e.what()),
+            errdetail("Its segments stay until the process that created it exits."));
+  }
+}
 
 dsa_handle dsa_get_handle(dsa_area* area) {
   if (area->in_place)

@@ -2,6 +2,7 @@
 // (dsa_testing.h): taking its locks by hand and checking every invariant.
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 #include <unordered_set>
@@ -129,12 +130,21 @@ bool Check(dsa_area* area, std::string* why) {
     return false;
   };
   AreaControl* c = area->control;
+  // A consistent picture needs everything still: every class lock, in
+  // class order (as the allocator never holds two, no deadlock), then the
+  // area lock — a superblock's pages and its page map are written under
+  // different locks.
+  std::vector<std::unique_ptr<SharedMutexGuard>> class_locks;
+  for (int cls = 0; cls < kNumClasses; ++cls)
+    class_locks.push_back(std::make_unique<SharedMutexGuard>(&c->pools[cls].lock, PoolLockName(cls)));
+  CheckFreedSegments(area);
+  // Every segment mapped before the area lock: mapping takes it.
+  for (std::size_t i = 0; i < DSA_MAX_SEGMENTS; ++i)
+    if (__atomic_load_n(&c->segments[i].in_use, __ATOMIC_ACQUIRE)) GetSegment(area, i);
   // Spans reachable from the pools, per segment page.
   std::unordered_set<SpanRef> listed;
   for (int cls = 0; cls < kNumClasses; ++cls) {
     Pool* pool = &c->pools[cls];
-    SharedMutexGuard guard(&pool->lock, PoolLockName(cls));
-    CheckFreedSegments(area);
     std::size_t allocated = 0, spans = 0;
     for (int list = 0; list <= kFullnessLists; ++list) {
       SpanRef ref = list < kFullnessLists ? pool->lists[list] : pool->spare;
@@ -179,9 +189,6 @@ bool Check(dsa_area* area, std::string* why) {
     if (allocated != pool->allocated) return fail("class " + std::to_string(kClassSizes[cls]) + ": allocated count off");
     if (spans != pool->nspans) return fail("class " + std::to_string(kClassSizes[cls]) + ": span count off");
   }
-  // Every segment mapped first: mapping takes the area lock.
-  for (std::size_t i = 0; i < DSA_MAX_SEGMENTS; ++i)
-    if (__atomic_load_n(&c->segments[i].in_use, __ATOMIC_ACQUIRE)) GetSegment(area, i);
   SharedMutexGuard guard(&c->lock, AreaLockName());
   std::size_t total = 0, large_objects = 0, large_pages = 0;
   for (std::size_t i = 0; i < DSA_MAX_SEGMENTS; ++i) {

@@ -92,6 +92,7 @@ dsa_area* dsa_attach(dsa_handle handle);
 dsa_area* dsa_attach_in_place(void* place, dsm_segment* segment);
 /// Drops one reference of an in-place area (dsa_create/attach_in_place did
 /// not have a segment to tie it to). The last one destroys its segments.
+/// Never throws: a failure (a dead lock holder) is a WARNING.
 void dsa_release_in_place(void* place);
 
 /// ERROR for an area created in place (it has no handle of its own).
@@ -113,7 +114,9 @@ dsa_pointer dsa_allocate0(dsa_area* area, std::size_t size);
 dsa_pointer dsa_allocate_extended(dsa_area* area, std::size_t size, int flags);
 /// ERROR for a pointer that is not the start of an object of this area
 /// (invalid, outside every segment, inside an object, on a free page).
-/// Freeing an object twice is not detected (as PostgreSQL).
+/// Freeing an object twice is detected only when both frees reach the
+/// shared pool (WARNING, the second ignored); twice into this attachment's
+/// cache is not detected (as PostgreSQL, which never detects it).
 void dsa_free(dsa_area* area, dsa_pointer dp);
 /// The address of `dp` in this process (nullptr for InvalidDsaPointer);
 /// maps the segment on first use. ERROR if `dp` lies outside every segment.
