@@ -14,5 +14,7 @@ using CommandAction = std::function<int()>;
 
 /// `grove bench ...` (bench_command.cc).
 void AddBenchCommands(CLI::App& app, CommandAction& action);
+/// `grove job ...` (job_command.cc).
+void AddJobCommands(CLI::App& app, CommandAction& action);
 
 }  // namespace grove::cli

@@ -14,13 +14,14 @@
 #endif
 
 int main(int argc, char** argv) {
-  CLI::App app{"grove: PostgreSQL-style memory contexts as a C++ library.", "grove"};
+  CLI::App app{"grove: a shared-memory parallel runtime (memory contexts, DSA, resource owners, workers).", "grove"};
   app.set_version_flag("--version", "grove " GROVE_VERSION, "Print the version and exit");
   app.require_subcommand(1);
   app.fallthrough(false);
 
   grove::cli::CommandAction action;
   grove::cli::AddBenchCommands(app, action);
+  grove::cli::AddJobCommands(app, action);
 
   try {
     app.parse(argc, argv);

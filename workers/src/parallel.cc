@@ -251,6 +251,10 @@ void WaitForParallelWorkersToFinish(ParallelContext* pcxt) {
   if (pcxt->shared != nullptr) WaitForWorkers(pcxt, false);
 }
 
+void CheckParallelWorkers(ParallelContext* pcxt) {
+  if (pcxt->shared != nullptr) PollWorkers(pcxt, false);
+}
+
 void DestroyParallelContext(ParallelContext* pcxt) {
   if (pcxt == nullptr) return;
   if (pcxt->owner != nullptr) {

@@ -112,6 +112,10 @@ void WaitForParallelWorkersToAttach(ParallelContext* pcxt);
 /// worker ERROR (and forwards warnings and notices) on the way. ERROR "lost
 /// connection to parallel worker" for a worker that died.
 void WaitForParallelWorkersToFinish(ParallelContext* pcxt);
+/// For a leader waiting on shared state of its own (a barrier, a queue):
+/// handles the workers' pending messages (re-raising an ERROR) and raises
+/// "lost connection to parallel worker" for a dead one. Does not wait.
+void CheckParallelWorkers(ParallelContext* pcxt);
 /// Stops and waits for the workers, detaches the segment, frees everything.
 /// Never throws.
 void DestroyParallelContext(ParallelContext* pcxt);
