@@ -21,7 +21,14 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "building the example failed:\n${out}\n${err}")
 endif()
 
-execute_process(COMMAND "${WORK_DIR}/build/row_operator" --generate 1000000
+if(NOT EXAMPLE_NAME)
+  set(EXAMPLE_NAME row_operator)
+endif()
+if(NOT EXAMPLE_ARGS)
+  set(EXAMPLE_ARGS --generate 1000000)
+endif()
+string(REPLACE "," ";" EXAMPLE_ARGS "${EXAMPLE_ARGS}")
+execute_process(COMMAND "${WORK_DIR}/build/${EXAMPLE_NAME}" ${EXAMPLE_ARGS}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message("${out}${err}")
 if(NOT rc EQUAL 0)
