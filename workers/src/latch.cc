@@ -24,16 +24,6 @@ long Futex(SharedLatch* latch, int op, std::uint32_t value, const timespec* time
   return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&latch->state), op, value, timeout, nullptr, 0);
 }
 
-inline void CpuRelax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#else
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-#endif
-}
-
 // Reads /proc/<pid>/stat into buf (NUL-terminated); false if it cannot.
 // open/read rather than stdio: no allocation, and it runs on wait paths.
 bool ReadProcStat(pid_t pid, char* buf, std::size_t size, int* err) noexcept {
@@ -63,45 +53,47 @@ const char* AfterCommand(const char* stat) noexcept {
 
 }  // namespace
 
-void SharedLatchInit(SharedLatch* latch) noexcept { latch->state.store(kLatchUnset, std::memory_order_relaxed); }
+void CpuRelaxForLatch() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#else
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
+
+void SharedLatchInit(SharedLatch* latch) noexcept { latch->state.store(kLatchAwake, std::memory_order_relaxed); }
 
 void SetSharedLatch(SharedLatch* latch) noexcept {
   // Store-load ordering: the caller's stores (a counter it publishes) must
-  // be visible before we read the latch. Without the fence a setter could
-  // read "already set", skip, and have its stores still in its store buffer
-  // while the waiter consumes that old set, looks, sees nothing new and
-  // sleeps until its timeout.
+  // be visible before we read the word, or a waiter could check its
+  // predicate (seeing the old value) after our read missed its announcement.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  // Already set: the waiter has not consumed it yet and will look after it
-  // does. Skipping the exchange keeps the line shared while the peer polls it.
-  if (latch->state.load(std::memory_order_relaxed) == kLatchSet) return;
-  if (latch->state.exchange(kLatchSet, std::memory_order_seq_cst) == kLatchSleeping)
+  if (latch->state.load(std::memory_order_relaxed) != kLatchSleeping) return;
+  // Withdraw the announcement for the waiter: if it has not entered
+  // FUTEX_WAIT yet, the kernel sees the word changed and does not sleep.
+  if (latch->state.exchange(kLatchAwake, std::memory_order_seq_cst) == kLatchSleeping)
     Futex(latch, FUTEX_WAKE, INT_MAX, nullptr);  // one waiter; INT_MAX costs nothing more
 }
 
-bool WaitSharedLatch(SharedLatch* latch, int spins, long timeout_us) noexcept {
-  for (int i = 0; i < spins; ++i) {
-    if (latch->state.load(std::memory_order_relaxed) == kLatchSet) break;
-    CpuRelax();
-  }
-  std::uint32_t seen = kLatchUnset;
-  // Announce the sleep. If a set comes first the exchange fails and we do
-  // not sleep; if it comes after, the setter sees kLatchSleeping and wakes
-  // us, or FUTEX_WAIT finds the word changed and returns at once.
-  if (latch->state.compare_exchange_strong(seen, kLatchSleeping, std::memory_order_seq_cst) ||
-      seen == kLatchSleeping) {
+bool SharedLatchSleep(SharedLatch* latch, bool (*ready)(void*), void* arg, long timeout_us) noexcept {
+  latch->state.store(kLatchSleeping, std::memory_order_relaxed);
+  // Pairs with the setter's fence: our announcement is visible before we
+  // look at the predicate, so a change we miss is made by a setter that
+  // sees the announcement.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  bool was_ready = ready(arg);
+  if (!was_ready) {
     timespec ts;
     ts.tv_sec = timeout_us / 1000000;
     ts.tv_nsec = (timeout_us % 1000000) * 1000;
-    // EINTR (a signal: maybe a cancel), EAGAIN (already set), ETIMEDOUT:
-    // all mean "look again", which the caller does.
+    // EINTR (a signal: maybe a cancel), EAGAIN (a setter already withdrew
+    // the announcement), ETIMEDOUT: all mean "look again".
     Futex(latch, FUTEX_WAIT, kLatchSleeping, &ts);
   }
-  const bool was_set = latch->state.exchange(kLatchUnset, std::memory_order_seq_cst) == kLatchSet;
-  // Pairs with the setter's fence: what the caller loads next is at least as
-  // new as what the setter stored before setting.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  return was_set;
+  latch->state.store(kLatchAwake, std::memory_order_relaxed);
+  return was_ready;
 }
 
 std::uint64_t ProcessStartTime(pid_t pid) noexcept {

@@ -130,6 +130,7 @@ struct shm_mq_handle {
   shm_mq* mq;  // nullptr once detached
   char* ring;
   std::uint64_t ring_size;
+  std::uint64_t quarter;  // the batch: a quarter of the ring, a multiple of 8 (at least 8)
   dsm_segment* seg;       // may be nullptr
   MemoryContext context;  // where this handle and its buffer live
   MemoryContextCallback reset_cb;
@@ -257,10 +258,27 @@ bool PeerGone(shm_mq_handle* mqh) {
   return mqh->peer_alive != nullptr && !mqh->peer_alive(mqh->peer_arg);
 }
 
-// Waits for the peer to set this side's latch (or the timeout), then acts on
-// a pending cancel. The handle's state is consistent whenever this is called.
+bool IsDetached(const shm_mq* mq) { return mq->detached.load(std::memory_order_acquire) != 0; }
+
+// Whether the other side did anything we wait for since we last looked: it
+// published (compared with our cached view, which the caller refreshed
+// before deciding to wait), detached, or named itself. Only reads.
+bool PeerMoved(const shm_mq_handle* mqh) {
+  const shm_mq* mq = mqh->mq;
+  const bool progress = mqh->role == Role::kReceiver
+                            ? mq->bytes_written.load(std::memory_order_acquire) != mqh->written_seen
+                            : mq->bytes_read.load(std::memory_order_acquire) != mqh->read_seen;
+  if (progress || IsDetached(mq)) return true;
+  const Peer& p = mqh->role == Role::kSender ? mq->receiver : mq->sender;
+  return !mqh->peer_known && p.pid.load(std::memory_order_acquire) > 0;
+}
+
+// Waits until the peer moves (or the timeout), then acts on a pending
+// cancel. The handle's state is consistent whenever this is called.
 void WaitForPeer(shm_mq_handle* mqh) {
-  WaitSharedLatch(MyLatch(mqh->mq, mqh->role), kWaitSpins, kWaitTimeoutUs);
+  PeerNamed(mqh);  // else a peer named since the last look would count as "moved" again and again
+  WaitSharedLatch(
+      MyLatch(mqh->mq, mqh->role), [mqh] { return PeerMoved(mqh); }, kWaitSpins, kWaitTimeoutUs);
   CHECK_FOR_INTERRUPTS();
 }
 
@@ -270,8 +288,6 @@ void MarkDetached(shm_mq* mq, Role me) noexcept {
   mq->detached.store(1, std::memory_order_release);
   SetSharedLatch(PeerLatch(mq, me));
 }
-
-bool IsDetached(const shm_mq* mq) { return mq->detached.load(std::memory_order_acquire) != 0; }
 
 // --- the sender's side ------------------------------------------------------------------------
 
@@ -319,15 +335,16 @@ shm_mq_result SendBytes(shm_mq_handle* mqh, const char* data, std::size_t n, boo
       WaitForPeer(mqh);
       continue;
     }
+    // At most a quarter at a time, then publish (whole words only): the
+    // receiver copies one quarter while we write the next.
     const std::uint64_t offset = mqh->write_pos % ring_size;
-    const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>({n - done, ring_size - offset, room}));
+    const std::size_t k =
+        static_cast<std::size_t>(std::min<std::uint64_t>({n - done, ring_size - offset, room, mqh->quarter}));
     std::memcpy(mqh->ring + offset, data + done, k);
     mqh->write_pos += k;
     done += k;
     *progress += k;
-    // Long messages are published as they go (whole words only), so that
-    // the receiver copies one part while we write the next.
-    if (mqh->write_pos - mqh->published_written > ring_size / 4) PublishWritten(mqh, AlignDown(mqh->write_pos));
+    if (mqh->write_pos - mqh->published_written >= mqh->quarter) PublishWritten(mqh, AlignDown(mqh->write_pos));
   }
   return SHM_MQ_SUCCESS;
 }
@@ -556,6 +573,7 @@ shm_mq_handle* shm_mq_attach(shm_mq* mq, dsm_segment* seg, shm_mq_peer_alive_fn 
   mqh->mq = mq;
   mqh->ring = mq->ring;
   mqh->ring_size = mq->ring_size;
+  mqh->quarter = std::max(AlignDown(mq->ring_size / 4), kAlign);
   mqh->seg = seg;
   mqh->context = GetMemoryChunkContext(mqh);
   mqh->peer_alive = peer_alive;
@@ -642,7 +660,7 @@ shm_mq_result shm_mq_sendv(shm_mq_handle* mqh, const shm_mq_iovec* iov, int iovc
   // plus the ring size, is a multiple of 8).
   mqh->write_pos = AlignUp(mqh->write_pos);
   mqh->msg_active = false;
-  if (force_flush || mqh->write_pos - mqh->published_written > mqh->ring_size / 4) PublishWritten(mqh, mqh->write_pos);
+  if (force_flush || mqh->write_pos - mqh->published_written >= mqh->quarter) PublishWritten(mqh, mqh->write_pos);
   return SHM_MQ_SUCCESS;
 }
 
@@ -653,7 +671,7 @@ shm_mq_result shm_mq_receive(shm_mq_handle* mqh, std::size_t* nbytesp, void** da
     ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("shm_mq_receive: null output argument"));
   // The previous message may still be read in the ring until now; from here
   // its bytes can go back to the sender (in batches).
-  if (mqh->read_pos - mqh->published_read > mqh->ring_size / 4) PublishRead(mqh);
+  if (mqh->read_pos - mqh->published_read >= mqh->quarter) PublishRead(mqh);
 
   const std::uint64_t ring_size = mqh->ring_size;
   shm_mq_result res;
@@ -672,12 +690,17 @@ shm_mq_result shm_mq_receive(shm_mq_handle* mqh, std::size_t* nbytesp, void** da
   }
 
   if (mqh->received == 0) {
-    // Hope for the whole message in one piece: then no copy at all.
-    res = WaitToRead(mqh, mqh->expected, nowait);
-    if (res != SHM_MQ_SUCCESS) return res;
-    const std::uint64_t offset = mqh->read_pos % ring_size;
-    if (mqh->written_seen - mqh->read_pos >= mqh->expected && offset + mqh->expected <= ring_size) {
-      *datap = mqh->ring + offset;
+    if (mqh->read_pos % ring_size + mqh->expected <= ring_size) {
+      // The message can lie in one piece: wait for all of it, then no copy
+      // at all. (One that cannot — it wraps, or is longer than the ring — is
+      // copied from its first published bytes on, so that we copy while the
+      // sender writes the rest.)
+      res = WaitToRead(mqh, mqh->expected, nowait);
+      if (res != SHM_MQ_SUCCESS) return res;
+      // Enough to read means all of it here: the bytes up to the ring's end
+      // include the whole message.
+      Assert(mqh->written_seen - mqh->read_pos >= mqh->expected);
+      *datap = mqh->ring + mqh->read_pos % ring_size;
       *nbytesp = mqh->expected;
       mqh->read_pos += AlignUp(mqh->expected);  // published at a later call: the caller reads it until then
       mqh->have_length = false;
@@ -691,7 +714,9 @@ shm_mq_result shm_mq_receive(shm_mq_handle* mqh, std::size_t* nbytesp, void** da
     res = WaitToRead(mqh, 1, nowait);
     if (res != SHM_MQ_SUCCESS) return res;
     const std::uint64_t offset = mqh->read_pos % ring_size;
-    const std::uint64_t contiguous = std::min(mqh->written_seen - mqh->read_pos, ring_size - offset);
+    // A quarter at most (a multiple of 8, as all the contiguous bytes
+    // are), given back at once: the sender fills it while we copy the next.
+    const std::uint64_t contiguous = std::min({mqh->written_seen - mqh->read_pos, ring_size - offset, mqh->quarter});
     const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(contiguous, mqh->expected - mqh->received));
     std::memcpy(mqh->buffer + mqh->received, mqh->ring + offset, k);
     mqh->received += k;
@@ -704,7 +729,7 @@ shm_mq_result shm_mq_receive(shm_mq_handle* mqh, std::size_t* nbytesp, void** da
       *nbytesp = mqh->expected;
       return SHM_MQ_SUCCESS;
     }
-    if (mqh->read_pos - mqh->published_read > ring_size / 4) PublishRead(mqh);
+    if (mqh->read_pos - mqh->published_read >= mqh->quarter) PublishRead(mqh);
   }
 }
 

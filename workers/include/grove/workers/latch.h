@@ -5,19 +5,25 @@
 // A SharedLatch is one 32-bit word that lives in shared memory (a DSM
 // segment, a shm_mq header) and works between processes and between threads
 // alike: sleeping is a futex wait on the word (FUTEX_WAIT, not the _PRIVATE
-// variant, whose key is per address space), waking a FUTEX_WAKE. As
-// PostgreSQL's latches, it carries no data: the setter first changes the
-// state the waiter looks at, then sets the latch; the waiter looks at the
-// state, and only if nothing it wants is there, waits. A set that comes
-// between the waiter's look and its wait is not lost (the wait returns at
-// once), so the pattern never sleeps through a change.
+// variant, whose key is per address space), waking a FUTEX_WAKE. It carries
+// no data: the setter changes some shared state, then calls SetSharedLatch;
+// the waiter waits until a predicate on that state holds.
 //
 //   // setter                           // waiter (the only one of this latch)
-//   publish(...);                       for (;;) {
-//   SetSharedLatch(&peer_latch);          if (ready()) break;
-//                                         WaitSharedLatch(&my_latch, spins, timeout);
-//                                         CHECK_FOR_INTERRUPTS(); check_peer();
-//                                       }
+//   state.store(..., release);          while (!ready())
+//   SetSharedLatch(&latch);               if (!WaitSharedLatch(&latch, ready, spins, timeout)) {
+//                                           CHECK_FOR_INTERRUPTS(); check_peer();
+//                                         }
+//
+// The protocol (Dekker's, with a futex): a waiter that is about to sleep
+// first announces it (state kLatchSleeping), then looks at its predicate
+// once more, and sleeps only if it still fails; a setter first publishes,
+// then looks at the word, and wakes the waiter only if it announced a
+// sleep. Full fences on both sides guarantee that at least one of them sees
+// the other's store: either the waiter sees the change and does not sleep,
+// or the setter sees the announcement and wakes it. In the common case —
+// nobody asleep — setting is a fence and a load of a word nobody writes: no
+// cache line moves, no system call.
 //
 // Waits are bounded (a timeout): a waiter wakes at least that often to look
 // for a cancel and for a dead peer, which cannot set anything.
@@ -27,41 +33,58 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <type_traits>
 
 namespace grove {
 
 /// In shared memory; plain data, no destructor. One waiter at a time, any
 /// number of setters.
 struct SharedLatch {
-  /// kLatchUnset, kLatchSet, or kLatchSleeping (unset, and the waiter is in
-  /// or about to enter FUTEX_WAIT: a setter must wake it).
+  /// kLatchAwake, or kLatchSleeping (the waiter is in, or about to enter,
+  /// FUTEX_WAIT: a setter must wake it).
   std::atomic<std::uint32_t> state;
 };
 static_assert(sizeof(SharedLatch) == 4 && std::atomic<std::uint32_t>::is_always_lock_free,
               "a futex word is exactly one lock-free 32-bit integer");
 
-inline constexpr std::uint32_t kLatchUnset = 0;
-inline constexpr std::uint32_t kLatchSet = 1;
-inline constexpr std::uint32_t kLatchSleeping = 2;
+inline constexpr std::uint32_t kLatchAwake = 0;
+inline constexpr std::uint32_t kLatchSleeping = 1;
 
 /// Before the latch's memory is shared (no concurrent use).
 void SharedLatchInit(SharedLatch* latch) noexcept;
 
-/// Sets the latch and wakes its waiter if it sleeps. Call after the stores
-/// the waiter should see: a full fence orders them before the latch is read,
-/// so that a setter that finds the latch already set (and does nothing) is
-/// certain the waiter will still see its stores when it consumes that set.
-/// Never fails, never allocates; safe in a detach callback.
+/// Wakes the latch's waiter if it sleeps or is about to. Call after the
+/// stores its predicate looks at (a fence orders them before the word is
+/// read). Never fails, never allocates; safe in a detach callback.
 void SetSharedLatch(SharedLatch* latch) noexcept;
 
-/// Waits until the latch is set, or `timeout_us` microseconds pass, or a
-/// signal interrupts the sleep; consumes the set (the latch is unset on
-/// return). First polls the word up to `spins` times (a peer on another CPU
-/// often answers within microseconds, cheaper than a sleep and a wake-up).
-/// Returns true if the latch was set, false on timeout or spurious wake-up:
-/// either way the caller re-checks what it waits for. The loads the caller
-/// makes after the return see every store made before the set it consumed.
-bool WaitSharedLatch(SharedLatch* latch, int spins, long timeout_us) noexcept;
+/// The sleeping half of WaitSharedLatch: announce, re-check `ready`, sleep
+/// on the futex for at most `timeout_us`, withdraw. Returns whether
+/// `ready` held at the re-check.
+bool SharedLatchSleep(SharedLatch* latch, bool (*ready)(void*), void* arg, long timeout_us) noexcept;
+
+void CpuRelaxForLatch() noexcept;
+
+/// Waits until `ready()` holds, or `timeout_us` microseconds pass, or a
+/// signal interrupts the sleep. First polls `ready` up to `spins` times (a
+/// peer on another CPU often answers within microseconds, cheaper than a
+/// sleep and a wake-up; polling only reads). Returns whether `ready` was
+/// seen to hold; false means "timed out or woken early": the caller checks
+/// for cancels and its peer, and calls again. `ready` must only read
+/// (acquire) shared state, and must not throw.
+template <typename Ready>
+bool WaitSharedLatch(SharedLatch* latch, Ready&& ready, int spins, long timeout_us) noexcept {
+  for (int i = 0; i < spins; ++i) {
+    if (ready()) return true;
+    CpuRelaxForLatch();
+  }
+  using R = std::remove_reference_t<Ready>;
+  auto call = [](void* arg) -> bool { return (*static_cast<R*>(arg))(); };
+  void* arg = const_cast<void*>(static_cast<const void*>(std::addressof(ready)));
+  if (SharedLatchSleep(latch, call, arg, timeout_us)) return true;
+  return ready();
+}
 
 // --- Peer liveness -----------------------------------------------------------------------------
 
