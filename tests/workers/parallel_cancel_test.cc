@@ -1,0 +1,198 @@
+// Cancelling a leader that waits for its workers, in each launch mode: a
+// RequestCancel() from another thread while the leader is inside
+// WaitForParallelWorkersToFinish ends the wait with ERROR 57014, and
+// DestroyParallelContext then stops the workers, which are still running
+// (no hang, no process left). Entries stop through either channel:
+// ParallelWorkerShouldStop() (every mode) or CHECK_FOR_INTERRUPTS() (the
+// SIGTERM a worker process gets).
+#include <dirent.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dsa_test_support.h"
+#include "grove/base/interrupts.h"
+#include "grove/workers/parallel.h"
+
+namespace grove::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint64_t kKeyState = PARALLEL_KEY_FIRST_USER;
+constexpr int kMaxWorkers = 8;
+
+struct SpinState {
+  std::atomic<std::uint32_t> ready[kMaxWorkers];
+  std::atomic<std::int32_t> pid[kMaxWorkers];
+};
+
+SpinState* StateOf(shm_toc* toc) { return static_cast<SpinState*>(shm_toc_lookup(toc, kKeyState, false)); }
+
+/// Says it is running (in shared memory and with a NOTICE the leader's sink
+/// sees only while it waits), then spins until stopped; bounded.
+template <bool kCheckInterrupts, bool kPollStopFlag>
+void SpinEntry(dsm_segment*, shm_toc* toc) {
+  SpinState* s = StateOf(toc);
+  const int n = ParallelWorkerNumber();
+  s->pid[n].store(static_cast<std::int32_t>(getpid()));
+  s->ready[n].store(1);
+  ereport(NOTICE, errmsg("worker %d is spinning", n));
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    if constexpr (kCheckInterrupts) CHECK_FOR_INTERRUPTS();
+    if constexpr (kPollStopFlag) {
+      if (ParallelWorkerShouldStop()) return;
+    }
+    if (std::chrono::steady_clock::now() > deadline) ereport(ERROR, errmsg("parallel worker %d was never stopped", n));
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+const bool registered = [] {
+  RegisterParallelEntry("cancel.both", &SpinEntry<true, true>);
+  RegisterParallelEntry("cancel.flag", &SpinEntry<false, true>);
+  RegisterParallelEntry("cancel.interrupts", &SpinEntry<true, false>);
+  return true;
+}();
+
+template <typename Pred>
+bool WaitUntil(Pred pred, std::chrono::seconds limit = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+std::size_t ChildCount(pid_t parent) {
+  std::size_t n = 0;
+  DIR* dir = opendir("/proc");
+  if (dir == nullptr) return 0;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    FILE* f = std::fopen((std::string("/proc/") + e->d_name + "/stat").c_str(), "r");
+    if (f == nullptr) continue;
+    char buf[1024];
+    const std::size_t len = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[len] = '\0';
+    const char* close_paren = std::strrchr(buf, ')');
+    char state = 0;
+    int ppid = 0;
+    if (close_paren != nullptr && std::sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+class ParallelCancelTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+ protected:
+  void TearDown() override {
+    EXPECT_FALSE(InterruptPending.load()) << "a cancel was left pending";
+    InterruptPending.store(false);
+    QueryCancelPending.store(false);
+    DsmTest::TearDown();
+  }
+
+  ParallelContext* Start(const char* entry, int nworkers, SpinState** state) {
+    ParallelContext* pcxt = CreateParallelContext(entry, nworkers, GetParam());
+    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(SpinState));
+    shm_toc_estimate_keys(&pcxt->estimator, 1);
+    InitializeParallelDSM(pcxt);
+    *state = new (shm_toc_allocate(pcxt->toc, sizeof(SpinState))) SpinState{};
+    shm_toc_insert(pcxt->toc, kKeyState, *state);
+    LaunchParallelWorkers(pcxt);
+    return pcxt;
+  }
+
+  /// The leader waits; once every worker's NOTICE has come through that wait
+  /// (so the leader is inside it), another thread cancels.
+  void CancelTheWaitFromAnotherThread(const char* entry) {
+    std::atomic<int> spinning{0};
+    ScopedMessageSink sink([&](const ErrorData& d) {
+      if (d.message.find("is spinning") != std::string::npos) spinning.fetch_add(1);
+    });
+    SpinState* s = nullptr;
+    ParallelContext* pcxt = Start(entry, 2, &s);
+    ASSERT_EQ(pcxt->nworkers_launched, 2);
+    std::atomic<bool> cancelled{false};
+    std::thread canceller([&] {
+      if (WaitUntil([&] { return spinning.load() == 2; })) {
+        cancelled.store(true);
+        RequestCancel();
+      }
+    });
+    const std::optional<Error> e = CatchError([&] { WaitForParallelWorkersToFinish(pcxt); });
+    canceller.join();
+    ASSERT_TRUE(cancelled.load()) << "the leader's wait never forwarded the workers' notices";
+    ASSERT_TRUE(e.has_value()) << "the cancel did not end the wait";
+    // In thread mode the cancel is the whole process's: a worker may take it
+    // first, and its ERROR (57014 as well) ends the wait.
+    EXPECT_EQ(e->sqlstate(), ERRCODE_QUERY_CANCELED) << e->Format();
+    const std::vector<pid_t> pids{s->pid[0].load(), s->pid[1].load()};
+    DestroyParallelContext(pcxt);  // the workers still spin: it stops them
+    if (GetParam() == ParallelLaunchMode::kProcess) {
+      for (pid_t pid : pids) EXPECT_EQ(kill(pid, 0), -1) << "worker " << pid << " is still there";
+    }
+    EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
+  }
+};
+
+TEST_P(ParallelCancelTest, CancelFromAnotherThreadEndsTheWaitAndDestroyStopsTheWorkers) {
+  CancelTheWaitFromAnotherThread("cancel.both");
+}
+
+TEST_P(ParallelCancelTest, EntriesThatOnlyPollTheStopFlagAreStopped) { CancelTheWaitFromAnotherThread("cancel.flag"); }
+
+TEST_P(ParallelCancelTest, EntriesThatOnlyCheckForInterruptsAreStopped) {
+  // A thread is only told through the flag (a cancel would be the whole
+  // process's): parallel.h asks entries to poll it.
+  if (GetParam() == ParallelLaunchMode::kThread) GTEST_SKIP() << "thread workers stop through the flag only";
+  CancelTheWaitFromAnotherThread("cancel.interrupts");
+}
+
+TEST_P(ParallelCancelTest, PendingCancelEndsTheAttachWait) {
+  // Workers that take no cancel themselves (the flag only): the leader's.
+  MessageCapture notices;
+  SpinState* s = nullptr;
+  ParallelContext* pcxt = Start("cancel.flag", 2, &s);
+  RequestCancel();
+  std::optional<Error> e = CatchError([&] { WaitForParallelWorkersToAttach(pcxt); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->sqlstate(), ERRCODE_QUERY_CANCELED);
+  EXPECT_EQ(e->message(), "canceling statement due to user request");
+  EXPECT_FALSE(InterruptPending.load()) << "the cancel was consumed";
+  // Not cancelled any more: the attach wait works, and destroy stops them.
+  e = CatchError([&] { WaitForParallelWorkersToAttach(pcxt); });
+  EXPECT_FALSE(e.has_value()) << e->Format();
+  DestroyParallelContext(pcxt);
+  EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
+}
+
+TEST_P(ParallelCancelTest, CancelledLeaderCanRunTheNextContext) {
+  CancelTheWaitFromAnotherThread("cancel.both");
+  MessageCapture notices;
+  SpinState* s = nullptr;
+  ParallelContext* pcxt = Start("cancel.flag", 2, &s);
+  ASSERT_TRUE(WaitUntil([&] { return s->ready[0].load() && s->ready[1].load(); }));
+  DestroyParallelContext(pcxt);
+  EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelCancelTest,
+                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
+                                           ParallelLaunchMode::kThread),
+                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
+                           return std::string(ParallelLaunchModeName(info.param));
+                         });
+
+}  // namespace
+}  // namespace grove::test
