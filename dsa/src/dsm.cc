@@ -52,6 +52,9 @@ struct dsm_segment {
   char* base;  // the mapping, header included
   std::size_t mapped;
   ResourceOwner owner;  // nullptr: the attachment belongs to the process
+  // Threads of one process may share an attachment (thread-mode parallel
+  // workers use their leader's): the callback list has its own lock.
+  std::mutex callbacks_mutex;
   std::vector<std::pair<on_dsm_detach_callback, Datum>> callbacks;
   dsm_segment* next;
 
@@ -168,9 +171,15 @@ void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name) 
     ResourceOwnerForget(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
   seg->owner = nullptr;
   // Callbacks, last registered first; each is removed before it runs.
-  while (!seg->callbacks.empty()) {
-    auto [function, arg] = seg->callbacks.back();
-    seg->callbacks.pop_back();
+  for (;;) {
+    std::pair<on_dsm_detach_callback, Datum> next;
+    {
+      std::lock_guard<std::mutex> lock(seg->callbacks_mutex);
+      if (seg->callbacks.empty()) break;
+      next = seg->callbacks.back();
+      seg->callbacks.pop_back();
+    }
+    auto [function, arg] = next;
     function(seg, arg);
   }
   Untrack(seg);
@@ -217,7 +226,7 @@ dsm_segment* CreateSegment(pid_t owner, std::size_t size, int flags) {
   if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
   const std::size_t total = kHeaderBytes + PageRound(size == 0 ? 1 : size);
   // Allocated first: once the segment exists, nothing may fail.
-  std::unique_ptr<dsm_segment> seg(new dsm_segment{DSM_HANDLE_INVALID, getpid(), nullptr, 0, nullptr, {}, nullptr});
+  std::unique_ptr<dsm_segment> seg(new dsm_segment{DSM_HANDLE_INVALID, getpid(), nullptr, 0, nullptr, {}, {}, nullptr});
 
   dsm_handle handle = DSM_HANDLE_INVALID;
   std::string name;
@@ -299,7 +308,7 @@ dsm_segment* dsm_attach(dsm_handle handle) {
                    static_cast<unsigned long long>(handle)),
             errhint("Use dsm_find_mapping to get the existing attachment."));
   if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
-  std::unique_ptr<dsm_segment> seg(new dsm_segment{handle, getpid(), nullptr, 0, nullptr, {}, nullptr});
+  std::unique_ptr<dsm_segment> seg(new dsm_segment{handle, getpid(), nullptr, 0, nullptr, {}, {}, nullptr});
   const std::string name = SegmentName(handle);
   int fd = shm_open(name.c_str(), O_RDWR, 0);
   if (fd < 0) BadHandle(handle, errno == ENOENT ? "it does not exist (any more)" : std::strerror(errno));
@@ -419,10 +428,12 @@ dsm_segment* dsm_find_mapping(dsm_handle handle) {
 }
 
 void on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg) {
+  std::lock_guard<std::mutex> lock(seg->callbacks_mutex);
   seg->callbacks.emplace_back(function, arg);
 }
 
 void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg) {
+  std::lock_guard<std::mutex> lock(seg->callbacks_mutex);
   for (auto it = seg->callbacks.rbegin(); it != seg->callbacks.rend(); ++it) {
     if (it->first == function && it->second == arg) {
       seg->callbacks.erase(std::next(it).base());

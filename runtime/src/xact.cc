@@ -10,6 +10,7 @@
 #include "grove/workers/parallel.h"
 
 #include <atomic>
+#include <unistd.h>
 
 #include "grove/contexts/memutils.h"
 
@@ -47,10 +48,14 @@ struct CallbackItem {
 };
 thread_local CallbackItem<XactCallback>* xact_callbacks = nullptr;
 thread_local CallbackItem<SubXactCallback>* subxact_callbacks = nullptr;
+// The process that registered this thread's callbacks: after fork() they
+// are a copy of the parent's, which a parallel worker must not run.
+thread_local pid_t callbacks_pid = 0;
 
 template <typename Fn>
 void Register(CallbackItem<Fn>** list, Fn callback, void* arg) {
   MemoryContextInit();
+  callbacks_pid = getpid();
   auto* item = static_cast<CallbackItem<Fn>*>(MemoryContextAlloc(TopMemoryContext, sizeof(CallbackItem<Fn>)));
   *item = CallbackItem<Fn>{callback, arg, *list};
   *list = item;
@@ -306,20 +311,42 @@ namespace {
 
 // A parallel worker's transaction. A forked worker inherits its leader's
 // transaction state and callbacks (copies of the leader's, in memory the
-// worker must not release): it forgets them and starts afresh. A thread
-// worker has none to forget.
+// worker must not release): it forgets them, once, and starts afresh. A
+// thread worker, or a pool process on a later job, has only its own.
 void StartParallelWorkerTransaction() {
-  current = nullptr;
-  TopTransactionContext = nullptr;
-  CurTransactionContext = nullptr;
-  xact_callbacks = nullptr;
-  subxact_callbacks = nullptr;
+  if (current != nullptr || (callbacks_pid != 0 && callbacks_pid != getpid())) {
+    current = nullptr;
+    TopTransactionContext = nullptr;
+    CurTransactionContext = nullptr;
+    xact_callbacks = nullptr;
+    subxact_callbacks = nullptr;
+    callbacks_pid = 0;
+  }
   next_subid = TopSubTransactionId;
   current_command = FirstCommandId;
   StartTransactionCommand();
 }
-void CommitParallelWorkerTransaction() { CommitTransactionCommand(); }
-void AbortParallelWorkerTransaction() { AbortCurrentTransaction(); }
+// Callbacks an entry registered live for its job: a warm worker (a thread,
+// a pool process) must not run them, nor keep them, in its next job.
+template <typename Fn>
+void FreeCallbacks(CallbackItem<Fn>** list) {
+  while (CallbackItem<Fn>* item = *list) {
+    *list = item->next;
+    pfree(item);
+  }
+}
+void EndParallelWorkerJob() {
+  FreeCallbacks(&xact_callbacks);
+  FreeCallbacks(&subxact_callbacks);
+}
+void CommitParallelWorkerTransaction() {
+  CommitTransactionCommand();
+  EndParallelWorkerJob();
+}
+void AbortParallelWorkerTransaction() {
+  AbortCurrentTransaction();
+  EndParallelWorkerJob();
+}
 
 // Installed whenever the runtime is linked: workers/ cannot call up into it.
 [[maybe_unused]] const bool parallel_worker_hooks_installed = [] {

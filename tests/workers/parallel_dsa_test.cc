@@ -209,7 +209,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, ParallelDsaTiedTest,
 // on_dsm_detach / cancel_on_dsm_detach (dsa/src/dsm.cc) change the segment's
 // callback vector with no lock, so workers attaching at the same time corrupt
 // the heap (malloc_consolidate(): invalid chunk size, within ~20 runs).
-INSTANTIATE_TEST_SUITE_P(DISABLED_Thread, ParallelDsaTiedTest, ::testing::Values(ParallelLaunchMode::kThread),
+INSTANTIATE_TEST_SUITE_P(Thread, ParallelDsaTiedTest, ::testing::Values(ParallelLaunchMode::kThread),
                          [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
                            return std::string(ParallelLaunchModeName(info.param));
                          });

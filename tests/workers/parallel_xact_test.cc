@@ -330,7 +330,7 @@ TEST_P(ParallelXactTest, ResourceLeakedInAWorkerIsReportedToTheLeader) {
 // callback list by setting it to nullptr, so a callback an entry left
 // registered stays allocated in a warm worker's TopMemoryContext (a pool
 // process, an arena thread) — one item (48 bytes) per job, never freed.
-TEST_P(ParallelXactTest, DISABLED_CallbackLeftRegisteredIsNotKeptByAWarmWorker) {
+TEST_P(ParallelXactTest, CallbackLeftRegisteredIsNotKeptByAWarmWorker) {
   if (GetParam() == ParallelLaunchMode::kProcess) GTEST_SKIP() << "a worker process lives one job";
   std::map<std::int32_t, std::vector<std::uint64_t>> bytes;
   for (int round = 0; round < 20; ++round) {
