@@ -24,6 +24,7 @@
 #include "grove/workers/shm_mq.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,10 +56,11 @@ constexpr std::uint64_t kAlign = 8;  // MAXALIGN; the length word's size too
 constexpr std::uint64_t AlignUp(std::uint64_t v) { return (v + kAlign - 1) & ~(kAlign - 1); }
 constexpr std::uint64_t AlignDown(std::uint64_t v) { return v & ~(kAlign - 1); }
 
-// A waiting side polls its latch this many times before it sleeps: a peer
-// running on another CPU usually answers within a few microseconds, and a
-// futex sleep plus wake-up costs more than that. Short, because CPUs may be
-// few and shared.
+// A waiting side polls the other side's counter this many times (~7 µs of
+// pause instructions) before it sleeps: a peer running on another CPU
+// usually answers within microseconds, and a futex sleep plus wake-up costs
+// more. Not when the peer was last seen on our own CPU: it cannot answer
+// while we poll, and polling would only burn the time it needs.
 constexpr int kWaitSpins = 256;
 // A sleeping side wakes at least this often to run CHECK_FOR_INTERRUPTS and
 // look at its peer, which cannot wake it if it is dead.
@@ -98,11 +100,13 @@ struct shm_mq {
 
   std::atomic<std::uint64_t> bytes_written;  // stored by the sender only
   SharedLatch receiver_latch;                // set by the sender, slept on by the receiver
-  char pad1[128 - 12];
+  std::atomic<std::int32_t> sender_cpu;      // where the sender last published (a hint)
+  char pad1[128 - 16];
 
   std::atomic<std::uint64_t> bytes_read;  // stored by the receiver only
   SharedLatch sender_latch;               // set by the receiver, slept on by the sender
-  char pad2[128 - 12];
+  std::atomic<std::int32_t> receiver_cpu;  // where the receiver last published (a hint)
+  char pad2[128 - 16];
 
   char ring[];  // ring_size bytes
 };
@@ -277,8 +281,10 @@ bool PeerMoved(const shm_mq_handle* mqh) {
 // cancel. The handle's state is consistent whenever this is called.
 void WaitForPeer(shm_mq_handle* mqh) {
   PeerNamed(mqh);  // else a peer named since the last look would count as "moved" again and again
-  WaitSharedLatch(
-      MyLatch(mqh->mq, mqh->role), [mqh] { return PeerMoved(mqh); }, kWaitSpins, kWaitTimeoutUs);
+  const std::int32_t peer_cpu =
+      (mqh->role == Role::kSender ? mqh->mq->receiver_cpu : mqh->mq->sender_cpu).load(std::memory_order_relaxed);
+  const int spins = peer_cpu >= 0 && peer_cpu == sched_getcpu() ? 0 : kWaitSpins;
+  WaitSharedLatch(MyLatch(mqh->mq, mqh->role), [mqh] { return PeerMoved(mqh); }, spins, kWaitTimeoutUs);
   CHECK_FOR_INTERRUPTS();
 }
 
@@ -297,6 +303,7 @@ void PublishWritten(shm_mq_handle* mqh, std::uint64_t upto) noexcept {
   Assert(upto % kAlign == 0 && upto <= mqh->write_pos);
   if (upto <= mqh->published_written) return;
   mqh->mq->bytes_written.store(upto, std::memory_order_release);
+  mqh->mq->sender_cpu.store(sched_getcpu(), std::memory_order_relaxed);
   mqh->published_written = upto;
   SetSharedLatch(&mqh->mq->receiver_latch);
 }
@@ -355,6 +362,7 @@ shm_mq_result SendBytes(shm_mq_handle* mqh, const char* data, std::size_t n, boo
 void PublishRead(shm_mq_handle* mqh) noexcept {
   if (mqh->read_pos == mqh->published_read) return;
   mqh->mq->bytes_read.store(mqh->read_pos, std::memory_order_release);
+  mqh->mq->receiver_cpu.store(sched_getcpu(), std::memory_order_relaxed);
   mqh->published_read = mqh->read_pos;
   SetSharedLatch(&mqh->mq->sender_latch);
 }
@@ -524,6 +532,8 @@ shm_mq* shm_mq_create(void* address, std::size_t size) {
   }
   mq->bytes_written.store(0, std::memory_order_relaxed);
   mq->bytes_read.store(0, std::memory_order_relaxed);
+  mq->sender_cpu.store(-1, std::memory_order_relaxed);
+  mq->receiver_cpu.store(-1, std::memory_order_relaxed);
   SharedLatchInit(&mq->receiver_latch);
   SharedLatchInit(&mq->sender_latch);
   // The magic last, with release: a queue with the magic is initialized.
