@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -17,6 +18,7 @@ namespace {
 
 struct JobOptions {
   std::uint64_t rows = 10'000'000;
+  bool rows_given = false;
   int workers = 2;
   std::string mode = "process";
   int rounds = 100;
@@ -42,10 +44,25 @@ void Prepare(const JobOptions& o) {
   if (o.workers > MaxParallelWorkers()) SetMaxParallelWorkers(std::min(o.workers, 1024));
 }
 
+// The default scan must run where /dev/shm is small (64 MiB in many
+// containers): without --rows, it takes at most half of what is free.
+std::uint64_t DefaultRowsThatFit(std::uint64_t rows) {
+  struct statvfs st;
+  if (statvfs("/dev/shm", &st) != 0) return rows;
+  const std::uint64_t free_bytes = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+  const std::uint64_t fit = free_bytes / 2 / sizeof(std::int64_t);
+  if (fit >= rows) return rows;
+  const std::uint64_t reduced = std::max<std::uint64_t>(fit / 100000 * 100000, 100000);
+  std::fprintf(stderr, "note: /dev/shm has %llu MiB free; scanning %llu rows instead of %llu (use --rows)\n",
+               static_cast<unsigned long long>(free_bytes >> 20), static_cast<unsigned long long>(reduced),
+               static_cast<unsigned long long>(rows));
+  return reduced;
+}
+
 int RunScanJob(const JobOptions& o) {
   Prepare(o);
   jobs::ScanOptions so;
-  so.rows = o.rows;
+  so.rows = o.rows_given ? o.rows : DefaultRowsThatFit(o.rows);
   so.workers = o.workers;
   so.mode = ModeOf(o.mode);
   so.leader_participates = !o.no_leader;
@@ -57,13 +74,13 @@ int RunScanJob(const JobOptions& o) {
     };
   const jobs::ScanResult r = jobs::RunScan(so);
   if (tty) std::fputs("\r\033[K", stderr);
-  const double rows_per_s = r.scan_seconds > 0 ? o.rows / r.scan_seconds : 0;
+  const double rows_per_s = r.scan_seconds > 0 ? so.rows / r.scan_seconds : 0;
   if (o.json) {
     std::printf("{\"job\":\"scan\",\"rows\":%llu,\"mode\":\"%s\",\"workers_requested\":%d,\"workers_launched\":%d,"
                 "\"launch_seconds\":%.6f,\"generate_seconds\":%.6f,\"scan_seconds\":%.6f,\"total_seconds\":%.6f,"
                 "\"rows_per_second\":%.0f,\"count\":%llu,\"sum\":\"%s\",\"min\":%lld,\"max\":%lld,\"correct\":%s,"
                 "\"participants\":[",
-                static_cast<unsigned long long>(o.rows), o.mode.c_str(), o.workers, r.workers_launched,
+                static_cast<unsigned long long>(so.rows), o.mode.c_str(), o.workers, r.workers_launched,
                 r.launch_seconds, r.generate_seconds, r.scan_seconds, r.total_seconds, rows_per_s,
                 static_cast<unsigned long long>(r.got.count), jobs::FormatU128(r.got.sum).c_str(),
                 static_cast<long long>(r.got.min), static_cast<long long>(r.got.max), r.correct ? "true" : "false");
@@ -76,7 +93,7 @@ int RunScanJob(const JobOptions& o) {
     }
     std::printf("]}\n");
   } else {
-    std::printf("scan: %llu rows, %s mode, %d of %d workers launched%s\n", static_cast<unsigned long long>(o.rows),
+    std::printf("scan: %llu rows, %s mode, %d of %d workers launched%s\n", static_cast<unsigned long long>(so.rows),
                 o.mode.c_str(), r.workers_launched, o.workers, o.no_leader ? "" : " + the leader");
     std::printf("  launch   %10.3f ms\n  generate %10.3f ms\n  scan     %10.3f ms  (%.1f M rows/s)\n",
                 r.launch_seconds * 1e3, r.generate_seconds * 1e3, r.scan_seconds * 1e3, rows_per_s / 1e6);
@@ -157,7 +174,9 @@ void AddJobCommands(CLI::App& app, CommandAction& action) {
   };
   CLI::App* scan = job->add_subcommand("scan", "Generate N int64 in a DSA in parallel, aggregate them in parallel, "
                                                "check against the closed form");
-  scan->add_option("--rows,-n", options->rows, "Rows to generate and scan")->check(CLI::Range(1ull, 1ull << 36));
+  scan->add_option("--rows,-n", options->rows, "Rows to generate and scan (default 10,000,000, fewer if /dev/shm is small)")
+      ->check(CLI::Range(1ull, 1ull << 36))
+      ->each([options](const std::string&) { options->rows_given = true; });
   scan->add_flag("--no-leader", options->no_leader, "The leader only coordinates");
   common(scan);
   scan->callback([options, &action] { action = [options] { return RunScanJob(*options); }; });
