@@ -106,13 +106,18 @@ bool PollWorkers(ParallelContext* pcxt, bool need_attach_only) {
 }
 
 void WaitForWorkers(ParallelContext* pcxt, bool attach_only) {
+  std::atomic<std::uint32_t>* word = LeaderWakeupWord(pcxt->shared, pcxt->mode);
   for (;;) {
     CHECK_FOR_INTERRUPTS();
-    const std::uint32_t seen = pcxt->shared->leader_wakeup.load(std::memory_order_acquire);
+    const std::uint32_t seen = word->load(std::memory_order_acquire);
     if (PollWorkers(pcxt, attach_only)) return;
+    // Process workers that said their last word are waited for on their
+    // pidfds: an exit bumps no word, and the timeout below would make every
+    // wait for finish last ~10 ms.
+    if (WaitForWorkerProcessExit(pcxt, 10)) continue;
     // Workers bump the word on every message and state change; the timeout
     // bounds how late a death (which bumps nothing) is noticed.
-    WaitForLeaderWakeup(pcxt->shared, seen, 10);
+    WaitForLeaderWakeup(word, seen, 10);
   }
 }
 
@@ -266,6 +271,7 @@ void DestroyParallelContext(ParallelContext* pcxt) {
     pcxt->owner = nullptr;
   }
   StopWorkers(pcxt);
+  ReleaseRuntime(pcxt);
   DetachErrorQueues(pcxt);
   // Every worker is gone now; one killed while attached never dropped its
   // reference, so the count cannot be trusted to reach zero.

@@ -58,10 +58,16 @@ inline constexpr char kMessageTerminate = 'X';  // the worker finished cleanly
 std::string SerializeReport(const ErrorData& data);
 bool DeserializeReport(const char* data, std::size_t n, ErrorData* out);
 
+/// The futex word a leader sleeps on while it waits for its workers: the
+/// segment's leader_wakeup in the process modes; in thread mode a word of
+/// this process that is never freed (`shared` is not read), because a
+/// thread worker's last wake-up comes after its kWorkerExited, when the
+/// leader may already have unmapped the segment.
+std::atomic<std::uint32_t>* LeaderWakeupWord(ParallelShared* shared, ParallelLaunchMode mode);
 /// Bumps the leader's futex word and wakes it.
-void WakeLeader(ParallelShared* shared);
-/// Sleeps until the word moves from `seen` or `timeout_ms` passes.
-void WaitForLeaderWakeup(ParallelShared* shared, std::uint32_t seen, int timeout_ms);
+void WakeLeader(ParallelShared* shared, ParallelLaunchMode mode);
+/// Sleeps until `word` moves from `seen` or `timeout_ms` passes.
+void WaitForLeaderWakeup(std::atomic<std::uint32_t>* word, std::uint32_t seen, int timeout_ms);
 
 /// A worker's whole life once started (any mode). `seg` is the leader's
 /// attachment in thread mode, nullptr in process modes (the worker
@@ -95,6 +101,12 @@ bool WorkerRunning(ParallelContext* pcxt, int i, int* status);
 /// Makes worker `i` stop (SIGTERM to a process; threads poll the flag) and
 /// waits for it, killing a process that does not stop within a grace period.
 void StopAndWait(ParallelContext* pcxt, int i);
+/// When all that is left of every worker not yet done is its process's
+/// exit (process mode, kWorkerExited reported: it sends nothing more),
+/// sleeps until one of them exits or `timeout_ms` passes and returns true;
+/// otherwise returns false at once (the caller waits for a wake-up, which a
+/// process's exit does not give).
+bool WaitForWorkerProcessExit(ParallelContext* pcxt, int timeout_ms);
 /// Frees launcher state of the context.
 void ReleaseRuntime(ParallelContext* pcxt);
 /// Process-wide count of running workers (against MaxParallelWorkers).

@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <memory>
 #include <mutex>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -25,6 +27,12 @@
 namespace grove {
 
 using namespace parallel_internal;
+
+/// A context's launcher state. Process mode: a pidfd per launched worker
+/// (−1 if none, or once reaped), for waiting on exits.
+struct ParallelRuntime {
+  std::vector<int> pidfds;
+};
 
 namespace {
 
@@ -198,6 +206,13 @@ bool LaunchOne(ParallelContext* pcxt, int i) {
         ExitWorkerProcess(ParallelWorkerMain(handle, nullptr, i, ParallelLaunchMode::kProcess));
       }
       w.pid = pid;
+      // Close-on-exec by itself. Without one (ENOSYS before Linux 5.3), the
+      // leader learns of the exit by polling, as for a death.
+      if (pcxt->runtime == nullptr)
+        pcxt->runtime = new ParallelRuntime{std::vector<int>(static_cast<std::size_t>(pcxt->nworkers), -1)};
+      int& pidfd = pcxt->runtime->pidfds[static_cast<std::size_t>(i)];
+      if (pidfd >= 0) close(pidfd);  // a previous round's, not reaped through WorkerRunning
+      pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
       return true;
     }
     case ParallelLaunchMode::kPool: {
@@ -245,6 +260,10 @@ bool WorkerRunning(ParallelContext* pcxt, int i, int* status) {
       if (r == 0) return true;
       if (r == w.pid) *status = st;
       w.pid = -1;  // reaped (or not ours any more)
+      if (pcxt->runtime != nullptr && pcxt->runtime->pidfds[static_cast<std::size_t>(i)] >= 0) {
+        close(pcxt->runtime->pidfds[static_cast<std::size_t>(i)]);
+        pcxt->runtime->pidfds[static_cast<std::size_t>(i)] = -1;
+      }
       return false;
     }
     case ParallelLaunchMode::kPool: {
@@ -283,10 +302,11 @@ void StopAndWait(ParallelContext* pcxt, int i) {
       pcxt->shared->workers[i].state.load() != kWorkerExited)
     kill(w.pid, SIGTERM);
   int waited_ms = 0;
+  std::atomic<std::uint32_t>* word = LeaderWakeupWord(pcxt->shared, pcxt->mode);
   while (WorkerRunning(pcxt, i, &status)) {
-    const std::uint32_t seen = pcxt->shared->leader_wakeup.load(std::memory_order_acquire);
+    const std::uint32_t seen = word->load(std::memory_order_acquire);
     if (!WorkerRunning(pcxt, i, &status)) break;
-    WaitForLeaderWakeup(pcxt->shared, seen, 10);
+    WaitForLeaderWakeup(word, seen, 10);
     waited_ms += 10;
     if (waited_ms >= kStopGraceMs && pcxt->mode != ParallelLaunchMode::kThread) {
       // Deaf to the stop: killed. (A thread cannot be; the context waits.)
@@ -302,7 +322,32 @@ void StopAndWait(ParallelContext* pcxt, int i) {
   }
 }
 
-void ReleaseRuntime(ParallelContext*) {}
+bool WaitForWorkerProcessExit(ParallelContext* pcxt, int timeout_ms) {
+  if (pcxt->mode != ParallelLaunchMode::kProcess || pcxt->runtime == nullptr) return false;
+  std::vector<pollfd> fds;
+  for (int i = 0; i < pcxt->nworkers_launched; ++i) {
+    const ParallelWorkerInfo& w = pcxt->worker[i];
+    if (w.done) continue;
+    const int pidfd = pcxt->runtime->pidfds[static_cast<std::size_t>(i)];
+    if (w.pid <= 0 || pidfd < 0 ||
+        pcxt->shared->workers[i].state.load(std::memory_order_acquire) != kWorkerExited)
+      return false;
+    fds.push_back({pidfd, POLLIN, 0});
+  }
+  if (fds.empty()) return false;
+  // Readable once the process has exited. EINTR (a cancel) returns early;
+  // the caller checks for interrupts.
+  poll(fds.data(), fds.size(), timeout_ms);
+  return true;
+}
+
+void ReleaseRuntime(ParallelContext* pcxt) {
+  if (pcxt->runtime == nullptr) return;
+  for (const int fd : pcxt->runtime->pidfds)
+    if (fd >= 0) close(fd);
+  delete pcxt->runtime;
+  pcxt->runtime = nullptr;
+}
 
 }  // namespace parallel_internal
 

@@ -104,15 +104,22 @@ bool DeserializeReport(const char* data, std::size_t n, ErrorData* out) {
   return r.p == r.end;
 }
 
-void WakeLeader(ParallelShared* shared) {
-  shared->leader_wakeup.fetch_add(1, std::memory_order_release);
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&shared->leader_wakeup), FUTEX_WAKE, INT_MAX, nullptr,
-          nullptr, 0);
+std::atomic<std::uint32_t>* LeaderWakeupWord(ParallelShared* shared, ParallelLaunchMode mode) {
+  // Every thread-mode leader of the process sleeps on this one word: a
+  // wake-up meant for another leader only makes it poll once more.
+  static std::atomic<std::uint32_t> thread_leaders_wakeup{0};
+  return mode == ParallelLaunchMode::kThread ? &thread_leaders_wakeup : &shared->leader_wakeup;
 }
 
-void WaitForLeaderWakeup(ParallelShared* shared, std::uint32_t seen, int timeout_ms) {
+void WakeLeader(ParallelShared* shared, ParallelLaunchMode mode) {
+  std::atomic<std::uint32_t>* word = LeaderWakeupWord(shared, mode);
+  word->fetch_add(1, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+void WaitForLeaderWakeup(std::atomic<std::uint32_t>* word, std::uint32_t seen, int timeout_ms) {
   timespec ts{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1000000L};
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&shared->leader_wakeup), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
 }
 
 parallel_worker_main_type LookupParallelEntry(const char* name) {
@@ -141,7 +148,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   auto send = [&](const std::string& message) {
     // A leader that is gone makes this fail; there is nobody left to tell.
     if (queue != nullptr) shm_mq_send(queue, message.size(), message.data(), false);
-    if (shared != nullptr) WakeLeader(shared);
+    if (shared != nullptr) WakeLeader(shared, mode);
   };
   try {
     if (seg == nullptr) {
@@ -166,7 +173,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     // detached the queue and reported kWorkerExited).
     queue = shm_mq_attach(mq, own_segment ? seg : nullptr);
     shared->workers[number].state.store(kWorkerAttached, std::memory_order_release);
-    WakeLeader(shared);
+    WakeLeader(shared, mode);
 
     ScopedMessageSink sink([&](const ErrorData& report) {
       try {
@@ -229,12 +236,21 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   worker_shared = nullptr;
   if (shared != nullptr) {
     // After this store the leader may free the segment (thread mode: unmap
-    // it); the wake-up goes to an address that may be gone, which futex
-    // tolerates (EFAULT), and the leader polls anyway.
-    std::atomic<std::uint32_t>* word = &shared->leader_wakeup;
-    word->fetch_add(1, std::memory_order_release);
-    shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
-    if (own_segment) syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+    // it). A process worker keeps its own mapping until dsm_detach below, so
+    // it bumps the segment's word before the store and wakes the leader
+    // after it; a thread worker wakes its leader through a word of the
+    // process (LeaderWakeupWord), which the store does not free. (A process
+    // worker's exit itself wakes nobody: the leader waits for it on a pidfd,
+    // WaitForWorkerProcessExit.)
+    if (mode == ParallelLaunchMode::kThread) {
+      shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
+      WakeLeader(nullptr, mode);
+    } else {
+      std::atomic<std::uint32_t>* word = &shared->leader_wakeup;
+      word->fetch_add(1, std::memory_order_release);
+      shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
+      syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+    }
   }
   if (own_segment) dsm_detach(seg);
   return code;
