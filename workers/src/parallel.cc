@@ -133,7 +133,10 @@ void CreateErrorQueues(ParallelContext* pcxt, char* queues) {
 
 void DetachErrorQueues(ParallelContext* pcxt) {
   for (int i = 0; i < pcxt->nworkers; ++i) {
-    if (pcxt->worker[i].error_queue != nullptr) shm_mq_detach(pcxt->worker[i].error_queue);
+    if (shm_mq_handle* h = pcxt->worker[i].error_queue) {
+      shm_mq_detach(h);
+      pfree(h);  // a detached handle stays allocated (to catch later use); ours is not used again
+    }
     pcxt->worker[i].error_queue = nullptr;
   }
 }
@@ -202,6 +205,7 @@ void InitializeParallelDSM(ParallelContext* pcxt) {
   std::strncpy(shared->entry_name, pcxt->entry_name, kEntryNameMax - 1);
   shared->leader_pid = getpid();
   shared->nworkers = pcxt->nworkers;
+  shared->min_message_level = MinMessageLevel();
   pcxt->shared = shared;
   shm_toc_insert(pcxt->toc, PARALLEL_KEY_FIXED, shared);
   auto* queues = static_cast<char*>(shm_toc_allocate(pcxt->toc, kErrorQueueSize * static_cast<std::size_t>(pcxt->nworkers)));
@@ -232,6 +236,7 @@ void LaunchParallelWorkers(ParallelContext* pcxt) {
     ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE), errmsg("the workers were already launched"),
             errhint("Call ReinitializeParallelDSM first."));
   const auto t0 = std::chrono::steady_clock::now();
+  pcxt->shared->min_message_level = MinMessageLevel();  // as it is now, for warm workers
   const int want = std::min(pcxt->nworkers_to_launch, pcxt->nworkers);
   int launched = 0;
   for (int i = 0; i < want; ++i) {

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <sys/types.h>
 
@@ -44,6 +45,7 @@ struct ParallelShared {
   char entry_name[parallel_internal::kEntryNameMax];
   std::int32_t leader_pid;
   std::int32_t nworkers;
+  std::int32_t min_message_level;  // the leader's, for warm workers forked before it changed
   std::atomic<std::uint32_t> stop;           // the leader is tearing down: stop
   std::atomic<std::uint32_t> leader_wakeup;  // futex word: bumped by workers on every event
   WorkerSlot workers[1];                     // nworkers of them
@@ -69,6 +71,10 @@ void WakeLeader(ParallelShared* shared, ParallelLaunchMode mode);
 /// Sleeps until `word` moves from `seen` or `timeout_ms` passes.
 void WaitForLeaderWakeup(std::atomic<std::uint32_t>* word, std::uint32_t seen, int timeout_ms);
 
+/// ParallelWorkerMain's result when it failed before it could find its slot
+/// (the segment or its TOC unusable): nothing told the leader.
+inline constexpr int kWorkerFailedBeforeAttach = 2;
+
 /// A worker's whole life once started (any mode). `seg` is the leader's
 /// attachment in thread mode, nullptr in process modes (the worker
 /// attaches `handle` itself). Never throws; returns the process exit code
@@ -88,6 +94,10 @@ struct ParallelWorkerInfo {
   bool done;                  // terminated and accounted for
   bool got_terminate;         // its 'X' arrived
   shm_mq_handle* error_queue; // the leader's receiving end
+  /// Thread mode: set by the worker's task when ParallelWorkerMain returns,
+  /// whatever happened — also when it failed before it could mark its slot.
+  /// Shared with the task, so it outlives the context if it must.
+  std::shared_ptr<std::atomic<bool>> thread_done;
 };
 
 struct ParallelRuntime;  // launcher state (parallel_launch.cc)

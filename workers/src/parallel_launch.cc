@@ -108,7 +108,10 @@ void ForgetPoolIfForked(Pool& pool) {
     }
     InterruptPending.store(false);  // a stop meant for the previous job
     QueryCancelPending.store(false);
-    ParallelWorkerMain(job.handle, nullptr, job.worker, ParallelLaunchMode::kPool);
+    // A job that could not even find its slot told the leader nothing: the
+    // process ends, and its exit is what the leader sees.
+    if (ParallelWorkerMain(job.handle, nullptr, job.worker, ParallelLaunchMode::kPool) == kWorkerFailedBeforeAttach)
+      ExitWorkerProcess(kWorkerFailedBeforeAttach);
   }
 }
 
@@ -135,6 +138,27 @@ int StartPoolProcess(Pool& pool) {
   close(fds[0]);
   pool.processes.push_back({pid, fds[1], false});
   return static_cast<int>(pool.processes.size()) - 1;
+}
+
+// Writes a job to a pool process's pipe. A process that died between the
+// liveness check and the write must not take the leader with it: SIGPIPE
+// is blocked for the write and a pending one consumed.
+bool WriteJob(int fd, const PoolJob& job) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  ssize_t n;
+  do {
+    n = write(fd, &job, sizeof job);
+  } while (n < 0 && errno == EINTR);
+  const bool ok = n == static_cast<ssize_t>(sizeof job);
+  if (!ok && errno == EPIPE) {
+    const timespec zero{0, 0};
+    sigtimedwait(&pipe_only, nullptr, &zero);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return ok;
 }
 
 void RemovePoolProcess(Pool& pool, int slot, bool kill_it) {
@@ -220,12 +244,22 @@ bool LaunchOne(ParallelContext* pcxt, int i) {
       std::lock_guard<std::mutex> lock(pool.mutex);
       ForgetPoolIfForked(pool);
       int slot = -1;
-      for (int k = 0; k < static_cast<int>(pool.processes.size()); ++k)
-        if (pool.processes[k].pid > 0 && !pool.processes[k].busy) slot = k;
+      for (int k = 0; k < static_cast<int>(pool.processes.size()) && slot < 0; ++k) {
+        PoolProcess& p = pool.processes[k];
+        if (p.pid <= 0 || p.busy) continue;
+        int st;
+        if (waitpid(p.pid, &st, WNOHANG) != 0) {
+          // Died while idle (killed, say): reaped here, never handed a job.
+          close(p.job_fd);
+          p = PoolProcess{-1, -1, false};
+          continue;
+        }
+        slot = k;
+      }
       if (slot < 0) slot = StartPoolProcess(pool);
       if (slot < 0) return false;
       const PoolJob job{handle, i};
-      if (write(pool.processes[slot].job_fd, &job, sizeof job) != static_cast<ssize_t>(sizeof job)) {
+      if (!WriteJob(pool.processes[slot].job_fd, job)) {
         RemovePoolProcess(pool, slot, true);
         return false;
       }
@@ -236,9 +270,13 @@ bool LaunchOne(ParallelContext* pcxt, int i) {
     }
     case ParallelLaunchMode::kThread: {
       dsm_segment* seg = pcxt->seg;
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      w.thread_done = done;
       try {
-        ArenaFor(MaxParallelWorkers()).enqueue([handle, seg, i] {
+        ArenaFor(MaxParallelWorkers()).enqueue([handle, seg, i, done] {
           ParallelWorkerMain(handle, seg, i, ParallelLaunchMode::kThread);
+          done->store(true, std::memory_order_release);
+          WakeLeader(nullptr, ParallelLaunchMode::kThread);  // the process's word: `shared` is not read
         });
       } catch (const std::exception&) {
         return false;
@@ -287,7 +325,7 @@ bool WorkerRunning(ParallelContext* pcxt, int i, int* status) {
       return false;
     }
     case ParallelLaunchMode::kThread:
-      return state != kWorkerExited;
+      return state != kWorkerExited && !(w.thread_done && w.thread_done->load(std::memory_order_acquire));
   }
   return false;
 }

@@ -163,6 +163,8 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     if (shared->magic != kParallelMagic || number < 0 || number >= shared->nworkers)
       ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("parallel worker %d: bad fixed state", number));
     worker_shared = shared;
+    // A warm worker was forked before the leader last changed its level.
+    if (mode == ParallelLaunchMode::kPool) SetMinMessageLevel(shared->min_message_level);
     shared->workers[number].pid.store(static_cast<std::int32_t>(getpid()), std::memory_order_relaxed);
     auto* queues = static_cast<char*>(shm_toc_lookup(toc, PARALLEL_KEY_ERROR_QUEUE, false));
     shm_mq* mq = reinterpret_cast<shm_mq*>(queues + static_cast<std::size_t>(number) * kErrorQueueSize);
@@ -195,8 +197,8 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     }
     entry(seg, toc);
     if (in_transaction) {
+      transaction_hooks.commit();  // a failing commit is aborted below
       in_transaction = false;
-      transaction_hooks.commit();
     }
   } catch (const Error& e) {
     if (in_transaction) transaction_hooks.abort();
@@ -253,7 +255,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     }
   }
   if (own_segment) dsm_detach(seg);
-  return code;
+  return shared == nullptr ? kWorkerFailedBeforeAttach : code;
 }
 
 }  // namespace parallel_internal
