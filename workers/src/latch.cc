@@ -1,6 +1,8 @@
 // Shared latches on a futex word, and peer liveness from /proc (see latch.h).
 #include "grove/workers/latch.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
@@ -96,7 +98,33 @@ bool SharedLatchSleep(SharedLatch* latch, bool (*ready)(void*), void* arg, long 
   return was_ready;
 }
 
+namespace {
+
+// This process's own start time, read once per process: every queue a
+// worker attaches records it, and reading /proc costs several microseconds.
+std::atomic<pid_t> own_start_pid{0};
+std::atomic<std::uint64_t> own_start_time{0};
+
+std::uint64_t ReadStartTime(pid_t pid) noexcept;
+
+}  // namespace
+
 std::uint64_t ProcessStartTime(pid_t pid) noexcept {
+  if (pid == getpid()) {
+    if (own_start_pid.load(std::memory_order_acquire) == pid) return own_start_time.load(std::memory_order_relaxed);
+    const std::uint64_t start = ReadStartTime(pid);
+    if (start != 0) {
+      own_start_time.store(start, std::memory_order_relaxed);
+      own_start_pid.store(pid, std::memory_order_release);  // a forked child's pid differs: it reads its own
+    }
+    return start;
+  }
+  return ReadStartTime(pid);
+}
+
+namespace {
+
+std::uint64_t ReadStartTime(pid_t pid) noexcept {
   char buf[1024];
   int err;
   if (!ReadProcStat(pid, buf, sizeof buf, &err)) return 0;
@@ -110,6 +138,8 @@ std::uint64_t ProcessStartTime(pid_t pid) noexcept {
     return 0;
   return start;
 }
+
+}  // namespace
 
 bool ProcessIsAlive(pid_t pid, std::uint64_t start_time) noexcept {
   if (pid <= 0) return false;
