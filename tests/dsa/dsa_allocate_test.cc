@@ -10,35 +10,19 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
 
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
-
-#define EXPECT_AREA_CONSISTENT(area)                        \
-  do {                                                      \
-    std::string why_;                                       \
-    EXPECT_TRUE(dsa_testing::Check((area), &why_)) << why_; \
-  } while (0)
-
-class DsaAllocateTest : public DsmTest {
+class DsaAllocateTest : public DsaAreaTest {
  protected:
   void SetUp() override {
-    DsmTest::SetUp();
-    area_ = dsa_create();
-    initial_ = dsa_get_total_size(area_);
+    DsaAreaTest::SetUp();
+    CreateArea();
   }
-  void TearDown() override {
-    if (area_ != nullptr) dsa_detach(area_);
-    DsmTest::TearDown();
-  }
-  dsa_area* area_ = nullptr;
-  std::size_t initial_ = 0;
 };
 
 // Bytes free in /dev/shm for an unprivileged process.

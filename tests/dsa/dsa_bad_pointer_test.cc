@@ -11,35 +11,25 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
 
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
-constexpr int kOffsetBits = 40;
 constexpr dsa_pointer kOffsetMask = (dsa_pointer{1} << kOffsetBits) - 1;
 
-dsa_pointer MakePointer(std::uint64_t segment, std::uint64_t offset) { return (segment << kOffsetBits) | offset; }
-std::uint64_t SegmentOf(dsa_pointer dp) { return dp >> kOffsetBits; }
-
-class DsaBadPointerTest : public DsmTest {
+class DsaBadPointerTest : public DsaAreaTest {
  protected:
   void SetUp() override {
-    DsmTest::SetUp();
+    DsaAreaTest::SetUp();
     area_ = dsa_create();
     // Live objects that must survive every bad call untouched.
     small_ = dsa_allocate(area_, 64);
     large_ = dsa_allocate(area_, 40 * kKiB);
     FillPattern(dsa_get_address(area_, small_), 64, 1);
     FillPattern(dsa_get_address(area_, large_), 40 * kKiB, 2);
-  }
-  void TearDown() override {
-    if (area_ != nullptr) dsa_detach(area_);
-    DsmTest::TearDown();
   }
 
   /// dsa_free(dp) must be an ERROR, and leave the area working.
@@ -65,7 +55,6 @@ class DsaBadPointerTest : public DsmTest {
     EXPECT_TRUE(dsa_testing::Check(area_, &why)) << why;
   }
 
-  dsa_area* area_ = nullptr;
   dsa_pointer small_ = InvalidDsaPointer;
   dsa_pointer large_ = InvalidDsaPointer;
 };

@@ -14,24 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
-
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
-constexpr int kOffsetBits = 40;
-
-std::uint64_t SegmentOf(dsa_pointer dp) { return dp >> kOffsetBits; }
-
-#define EXPECT_AREA_CONSISTENT(area)                        \
-  do {                                                      \
-    std::string why_;                                       \
-    EXPECT_TRUE(dsa_testing::Check((area), &why_)) << why_; \
-  } while (0)
 
 /// An object the test tracks: where, how big, and the seed of its pattern.
 struct Obj {
@@ -56,14 +44,7 @@ bool ReceiveObjects(Pipe& pipe, std::vector<Obj>* objs) {
   return true;
 }
 
-class DsaCrossProcessTest : public DsmTest {
- protected:
-  void TearDown() override {
-    if (area_ != nullptr) dsa_detach(area_);
-    DsmTest::TearDown();
-  }
-  dsa_area* area_ = nullptr;
-};
+using DsaCrossProcessTest = DsaAreaTest;
 
 // The parent grows the area to at least four segments (large and small
 // objects); a child attaches by handle, verifies every object (mapping the

@@ -12,21 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
-
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
-
-#define EXPECT_AREA_CONSISTENT(area)                        \
-  do {                                                      \
-    std::string why_;                                       \
-    EXPECT_TRUE(dsa_testing::Check((area), &why_)) << why_; \
-  } while (0)
 
 /// Private, page-aligned memory for an area's place.
 struct Place {

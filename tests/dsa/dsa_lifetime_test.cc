@@ -10,20 +10,12 @@
 #include <thread>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
-
-constexpr std::size_t kMiB = std::size_t{1} << 20;
-
-#define EXPECT_AREA_CONSISTENT(area)                    \
-  do {                                                  \
-    std::string why_;                                   \
-    EXPECT_TRUE(dsa_testing::Check((area), &why_)) << why_; \
-  } while (0)
 
 // Detaches, after a failure, the areas a case still holds, and undoes its
 // pins, so that the fixture's check for leftovers is about the failure only.

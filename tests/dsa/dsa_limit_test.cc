@@ -8,38 +8,19 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
 
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
-
-#define EXPECT_AREA_CONSISTENT(area)                        \
-  do {                                                      \
-    std::string why_;                                       \
-    EXPECT_TRUE(dsa_testing::Check((area), &why_)) << why_; \
-  } while (0)
-
-class DsaLimitTest : public DsmTest {
+class DsaLimitTest : public DsaAreaTest {
  protected:
-  void TearDown() override {
-    if (area_ != nullptr) dsa_detach(area_);
-    DsmTest::TearDown();
-  }
-  void CreateArea() {
-    area_ = dsa_create();
-    initial_ = dsa_get_total_size(area_);
-  }
   void FreeAll() {
     for (dsa_pointer dp : dps_) dsa_free(area_, dp);
     dps_.clear();
   }
-  dsa_area* area_ = nullptr;
-  std::size_t initial_ = 0;
   std::vector<dsa_pointer> dps_;
 };
 

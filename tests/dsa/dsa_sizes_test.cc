@@ -11,21 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
-
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
-
-#define EXPECT_AREA_CONSISTENT(area)                        \
-  do {                                                      \
-    std::string why_;                                       \
-    EXPECT_TRUE(dsa_testing::Check((area), &why_)) << why_; \
-  } while (0)
 
 // A pattern of 64-bit words that depends on the seed and the offset (fast
 // enough for hundreds of megabytes in a Debug build), bytes for the tail.
@@ -60,16 +51,11 @@ struct Live {
   std::uint64_t seed;
 };
 
-class DsaSizesTest : public DsmTest {
+class DsaSizesTest : public DsaAreaTest {
  protected:
   void SetUp() override {
-    DsmTest::SetUp();
-    area_ = dsa_create();
-    initial_ = dsa_get_total_size(area_);
-  }
-  void TearDown() override {
-    if (area_ != nullptr) dsa_detach(area_);
-    DsmTest::TearDown();
+    DsaAreaTest::SetUp();
+    CreateArea();
   }
 
   /// Allocates `size` bytes, checks alignment and that the range overlaps
@@ -117,8 +103,6 @@ class DsaSizesTest : public DsmTest {
     EXPECT_AREA_CONSISTENT(area_);
   }
 
-  dsa_area* area_ = nullptr;
-  std::size_t initial_ = 0;
   std::vector<Live> live_;
   std::map<std::uintptr_t, std::size_t> ranges_;  // live objects: address -> size
   std::uint64_t serial_ = 0;

@@ -7,15 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
 
-constexpr std::size_t kKiB = 1024;
-constexpr std::size_t kMiB = kKiB * kKiB;
 constexpr std::size_t kPage = 4096;
 
 class DsaStatsTest : public DsmTest {

@@ -27,14 +27,13 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "dsa_area_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/dsa/dsa_testing.h"
 
 namespace grove::test {
 namespace {
 
-constexpr std::size_t kKiB = 1024;
 constexpr int kSlots = 64;
 constexpr int kTotalOperations = 800000;  // shared among the children
 constexpr std::size_t kMaxLivePerChild = 400;
@@ -117,13 +116,8 @@ struct Checkpoints {
   }
 };
 
-class DsaStressTest : public DsmTest {
+class DsaStressTest : public DsaAreaTest {
  protected:
-  void TearDown() override {
-    if (area_ != nullptr) dsa_detach(area_);
-    DsmTest::TearDown();
-  }
-
   /// In the parent: waits until all `n` children arrived (true), or one of
   /// them ended first (false).
   static bool WaitForArrivals(Checkpoints& cp, const std::vector<int>& pidfds, int n) {
@@ -291,8 +285,6 @@ class DsaStressTest : public DsmTest {
     area_ = nullptr;
     EXPECT_EQ(SegmentNamesOf(self_), before);
   }
-
-  dsa_area* area_ = nullptr;
 };
 
 TEST_F(DsaStressTest, TwoProcesses) { Run(2); }

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/workers/parallel.h"
 
 namespace grove::test {
@@ -46,21 +46,11 @@ const bool registered = [] {
   return true;
 }();
 
-class ParallelBasicTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {};
-
-Counters* SetUpCounters(ParallelContext* pcxt) {
-  auto* c = static_cast<Counters*>(shm_toc_allocate(pcxt->toc, sizeof(Counters)));
-  new (c) Counters{};
-  shm_toc_insert(pcxt->toc, kKeyCounters, c);
-  return c;
-}
+class ParallelBasicTest : public ParallelModeTest {};
 
 TEST_P(ParallelBasicTest, WorkersRunTheEntryOnceEach) {
   ParallelContext* pcxt = CreateParallelContext("test.count", 3, GetParam());
-  shm_toc_estimate_chunk(&pcxt->estimator, sizeof(Counters));
-  shm_toc_estimate_keys(&pcxt->estimator, 1);
-  InitializeParallelDSM(pcxt);
-  Counters* c = SetUpCounters(pcxt);
+  Counters* c = InitializeParallelDSMWithState<Counters>(pcxt, kKeyCounters);
   LaunchParallelWorkers(pcxt);
   EXPECT_EQ(pcxt->nworkers_launched, 3);
   WaitForParallelWorkersToAttach(pcxt);
@@ -116,12 +106,7 @@ TEST_P(ParallelBasicTest, KilledWorkerIsLost) {
   DestroyParallelContext(pcxt);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelBasicTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelBasicTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

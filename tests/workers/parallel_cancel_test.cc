@@ -5,18 +5,15 @@
 // (no hang, no process left). Entries stop through either channel:
 // ParallelWorkerShouldStop() (every mode) or CHECK_FOR_INTERRUPTS() (the
 // SIGTERM a worker process gets).
-#include <dirent.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/base/interrupts.h"
 #include "grove/workers/parallel.h"
 
@@ -24,9 +21,6 @@ namespace grove::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr std::uint64_t kKeyState = PARALLEL_KEY_FIRST_USER;
-constexpr int kMaxWorkers = 8;
 
 struct SpinState {
   std::atomic<std::uint32_t> ready[kMaxWorkers];
@@ -62,38 +56,7 @@ const bool registered = [] {
   return true;
 }();
 
-template <typename Pred>
-bool WaitUntil(Pred pred, std::chrono::seconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-std::size_t ChildCount(pid_t parent) {
-  std::size_t n = 0;
-  DIR* dir = opendir("/proc");
-  if (dir == nullptr) return 0;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    FILE* f = std::fopen((std::string("/proc/") + e->d_name + "/stat").c_str(), "r");
-    if (f == nullptr) continue;
-    char buf[1024];
-    const std::size_t len = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[len] = '\0';
-    const char* close_paren = std::strrchr(buf, ')');
-    char state = 0;
-    int ppid = 0;
-    if (close_paren != nullptr && std::sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) ++n;
-  }
-  closedir(dir);
-  return n;
-}
-
-class ParallelCancelTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelCancelTest : public ParallelModeTest {
  protected:
   void TearDown() override {
     EXPECT_FALSE(InterruptPending.load()) << "a cancel was left pending";
@@ -104,11 +67,7 @@ class ParallelCancelTest : public DsmTest, public ::testing::WithParamInterface<
 
   ParallelContext* Start(const char* entry, int nworkers, SpinState** state) {
     ParallelContext* pcxt = CreateParallelContext(entry, nworkers, GetParam());
-    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(SpinState));
-    shm_toc_estimate_keys(&pcxt->estimator, 1);
-    InitializeParallelDSM(pcxt);
-    *state = new (shm_toc_allocate(pcxt->toc, sizeof(SpinState))) SpinState{};
-    shm_toc_insert(pcxt->toc, kKeyState, *state);
+    *state = InitializeParallelDSMWithState<SpinState>(pcxt, kKeyState);
     LaunchParallelWorkers(pcxt);
     return pcxt;
   }
@@ -187,12 +146,7 @@ TEST_P(ParallelCancelTest, CancelledLeaderCanRunTheNextContext) {
   EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelCancelTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelCancelTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

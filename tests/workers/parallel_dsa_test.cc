@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/dsa/dsa.h"
 #include "grove/workers/parallel.h"
 
@@ -89,7 +89,7 @@ const bool registered = [] {
   return true;
 }();
 
-class ParallelDsaTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelDsaTest : public ParallelModeTest {
  protected:
   void SetUp() override {
     DsmTest::SetUp();
@@ -188,31 +188,20 @@ TEST_P(ParallelDsaTest, AttachmentLeftByAWorkerIsReleasedByItsTransaction) {
   EXPECT_EQ(SegmentNamesOf(self_), before_) << "the area's segments are left";
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelDsaTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelDsaTest, AllLaunchModes(), LaunchModeName);
 
 using ParallelDsaTiedTest = ParallelDsaTest;
 
 TEST_P(ParallelDsaTiedTest, AreaInPlaceTiedToTheWorkersSegment) { RunInPlace("dsa.in_place_tied"); }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelDsaTiedTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool), LaunchModeName);
 // Disabled: thread workers are handed the leader's dsm_segment, and
 // dsa_attach_in_place(place, seg) registers an on_dsm_detach callback on it;
 // on_dsm_detach / cancel_on_dsm_detach (dsa/src/dsm.cc) change the segment's
 // callback vector with no lock, so workers attaching at the same time corrupt
 // the heap (malloc_consolidate(): invalid chunk size, within ~20 runs).
-INSTANTIATE_TEST_SUITE_P(Thread, ParallelDsaTiedTest, ::testing::Values(ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Thread, ParallelDsaTiedTest, ::testing::Values(ParallelLaunchMode::kThread), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

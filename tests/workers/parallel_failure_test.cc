@@ -13,7 +13,6 @@
 // * a pool process killed while idle does not take the next leader down.
 // After each failure DestroyParallelContext stops the other workers, and no
 // segment and no child process (other than the pool's) is left.
-#include <dirent.h>
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -34,7 +33,7 @@
 #include <thread>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/base/interrupts.h"
 #include "grove/workers/parallel.h"
 
@@ -43,8 +42,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kKeyState = PARALLEL_KEY_FIRST_USER;
-constexpr int kMaxWorkers = 8;
 constexpr SqlState kDivisionByZero{"22012"};  // a SQLSTATE the worker's error carries through
 
 /// The workers' shared state: each announces its pid and that it is
@@ -159,16 +156,6 @@ void InstallForkHandlersOnce() {
 
 // --- helpers ------------------------------------------------------------------------------------
 
-template <typename Pred>
-bool WaitUntil(Pred pred, std::chrono::seconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
 /// Cancels (RequestCancel) if not disarmed in time: a wait that should have
 /// ended by itself fails the test instead of hanging it.
 class CancelWatchdog {
@@ -200,38 +187,7 @@ class CancelWatchdog {
   std::thread thread_;
 };
 
-struct ChildProcess {
-  pid_t pid;
-  char state;
-};
-
-std::vector<ChildProcess> ChildrenOf(pid_t parent) {
-  std::vector<ChildProcess> out;
-  DIR* dir = opendir("/proc");
-  if (dir == nullptr) return out;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    FILE* f = std::fopen((std::string("/proc/") + e->d_name + "/stat").c_str(), "r");
-    if (f == nullptr) continue;
-    char buf[1024];
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* close_paren = std::strrchr(buf, ')');
-    char state = 0;
-    int ppid = 0;
-    if (close_paren == nullptr || std::sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2) continue;
-    if (ppid == parent) out.push_back({static_cast<pid_t>(std::atoi(e->d_name)), state});
-  }
-  closedir(dir);
-  return out;
-}
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-class ParallelFailureTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelFailureTest : public ParallelModeTest {
  protected:
   void TearDown() override {
     InterruptPending.store(false);  // a watchdog's cancel nobody consumed
@@ -242,11 +198,7 @@ class ParallelFailureTest : public DsmTest, public ::testing::WithParamInterface
   /// Creates a context whose segment holds a BlockState, and launches it.
   ParallelContext* Start(const char* entry, int nworkers, BlockState** state, ParallelLaunchMode mode) {
     ParallelContext* pcxt = CreateParallelContext(entry, nworkers, mode);
-    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(BlockState));
-    shm_toc_estimate_keys(&pcxt->estimator, 1);
-    InitializeParallelDSM(pcxt);
-    *state = new (shm_toc_allocate(pcxt->toc, sizeof(BlockState))) BlockState{};
-    shm_toc_insert(pcxt->toc, kKeyState, *state);
+    *state = InitializeParallelDSMWithState<BlockState>(pcxt, kKeyState);
     LaunchParallelWorkers(pcxt);
     return pcxt;
   }
@@ -283,14 +235,9 @@ class ParallelFailureTest : public DsmTest, public ::testing::WithParamInterface
 
   /// A fresh context of the same mode works (a pool replaced what it lost).
   void ExpectNextContextWorks() {
-    BlockState* s = nullptr;
     ParallelContext* pcxt = CreateParallelContext("failure.block", 2, GetParam());
-    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(BlockState));
-    shm_toc_estimate_keys(&pcxt->estimator, 1);
-    InitializeParallelDSM(pcxt);
-    s = new (shm_toc_allocate(pcxt->toc, sizeof(BlockState))) BlockState{};
+    BlockState* s = InitializeParallelDSMWithState<BlockState>(pcxt, kKeyState);
     s->release.store(1);
-    shm_toc_insert(pcxt->toc, kKeyState, s);
     LaunchParallelWorkers(pcxt);
     EXPECT_EQ(pcxt->nworkers_launched, 2);
     EXPECT_FALSE(CatchError([&] { WaitForParallelWorkersToFinish(pcxt); }).has_value());
@@ -387,12 +334,7 @@ TEST_P(ParallelFailureTest, ContextCanBeDestroyedWithoutWaiting) {
   ExpectOnlyPoolChildren();
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelFailureTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelFailureTest, AllLaunchModes(), LaunchModeName);
 
 // --- workers that never attach ------------------------------------------------------------------
 
@@ -436,11 +378,7 @@ class ParallelAttachFailureTest : public ParallelFailureTest {
   void ExpectFailureToInitialize(const std::function<void(ParallelContext*)>& spoil,
                                  const std::function<void(ParallelContext*)>& repair) {
     ParallelContext* pcxt = CreateParallelContext("failure.block", 2, GetParam());
-    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(BlockState));
-    shm_toc_estimate_keys(&pcxt->estimator, 1);
-    InitializeParallelDSM(pcxt);
-    auto* s = new (shm_toc_allocate(pcxt->toc, sizeof(BlockState))) BlockState{};
-    shm_toc_insert(pcxt->toc, kKeyState, s);
+    auto* s = InitializeParallelDSMWithState<BlockState>(pcxt, kKeyState);
     spoil(pcxt);
     LaunchParallelWorkers(pcxt);
     ASSERT_EQ(pcxt->nworkers_launched, 2);
@@ -500,19 +438,14 @@ TEST_P(ParallelAttachFailureTest, UnrecognizableSegmentFailsToInitialize) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelAttachFailureTest, ::testing::Values(ParallelLaunchMode::kProcess),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+                         LaunchModeName);
 // Disabled: in pool and thread modes a worker that fails before attaching
 // never marks its slot (ParallelWorkerMain publishes kWorkerExited only once
 // it has found the fixed state, and a pool process or a thread outlives the
 // job), so the leader's waits never end (WorkerRunning says "running"
 // forever) — and in thread mode DestroyParallelContext never returns either.
 INSTANTIATE_TEST_SUITE_P(DISABLED_WarmModes, ParallelAttachFailureTest,
-                         ::testing::Values(ParallelLaunchMode::kPool, ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+                         ::testing::Values(ParallelLaunchMode::kPool, ParallelLaunchMode::kThread), LaunchModeName);
 
 // --- a leader killed with SIGKILL --------------------------------------------------------------
 
@@ -575,10 +508,7 @@ TEST_P(ParallelLeaderDeathTest, WorkersDieWithTheirLeaderAndItsSegmentsAreCleane
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelLeaderDeathTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool), LaunchModeName);
 
 // --- a pool process killed while idle ----------------------------------------------------------
 
@@ -605,12 +535,8 @@ TEST_F(ParallelPoolFailureTest, DISABLED_PoolProcessKilledWhileIdleDoesNotTakeTh
     CHILD_REQUIRE(waitid(P_PID, static_cast<id_t>(idle), &info, WEXITED | WNOWAIT) == 0);
     for (int round = 0; round < 2; ++round) {
       pcxt = CreateParallelContext("failure.block", 1, ParallelLaunchMode::kPool);
-      shm_toc_estimate_chunk(&pcxt->estimator, sizeof(BlockState));
-      shm_toc_estimate_keys(&pcxt->estimator, 1);
-      InitializeParallelDSM(pcxt);
-      s = new (shm_toc_allocate(pcxt->toc, sizeof(BlockState))) BlockState{};
+      s = InitializeParallelDSMWithState<BlockState>(pcxt, kKeyState);
       s->release.store(1);
-      shm_toc_insert(pcxt->toc, kKeyState, s);
       LaunchParallelWorkers(pcxt);  // round 0: fewer workers, or a fresh pool process
       WaitForParallelWorkersToFinish(pcxt);
       CHILD_REQUIRE(s->runs.load() == static_cast<std::uint32_t>(pcxt->nworkers_launched));

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/base/interrupts.h"
 #include "grove/workers/parallel.h"
 
@@ -20,9 +20,6 @@ namespace grove::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr std::uint64_t kKeyState = PARALLEL_KEY_FIRST_USER;
-constexpr int kMaxWorkers = 8;
 
 struct LimitState {
   std::atomic<std::uint32_t> runs;
@@ -70,17 +67,7 @@ const bool registered = [] {
   return true;
 }();
 
-template <typename Pred>
-bool WaitUntil(Pred pred, std::chrono::seconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-class ParallelLimitTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelLimitTest : public ParallelModeTest {
  protected:
   void SetUp() override {
     DsmTest::SetUp();
@@ -94,12 +81,8 @@ class ParallelLimitTest : public DsmTest, public ::testing::WithParamInterface<P
   /// Creates and initializes a context with a LimitState (not launched).
   ParallelContext* Prepare(const char* entry, int nworkers, LimitState** state) {
     ParallelContext* pcxt = CreateParallelContext(entry, nworkers, GetParam());
-    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(LimitState));
-    shm_toc_estimate_keys(&pcxt->estimator, 1);
-    InitializeParallelDSM(pcxt);
-    *state = new (shm_toc_allocate(pcxt->toc, sizeof(LimitState))) LimitState{};
+    *state = InitializeParallelDSMWithState<LimitState>(pcxt, kKeyState);
     (*state)->bad_number.store(-1);
-    shm_toc_insert(pcxt->toc, kKeyState, *state);
     return pcxt;
   }
 
@@ -232,12 +215,7 @@ TEST_P(ParallelLimitTest, BadArgumentsAreErrors) {
   EXPECT_EQ(e->sqlstate(), ERRCODE_UNDEFINED_FUNCTION);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelLimitTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelLimitTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/workers/parallel.h"
 
 namespace grove::test {
@@ -82,7 +82,7 @@ int WorkerOf(const ErrorData& d) {
   return n;
 }
 
-class ParallelMessagesTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelMessagesTest : public ParallelModeTest {
  protected:
   /// Runs `entry` with kWorkers workers; returns what the wait raised, if anything.
   std::optional<Error> Run(const char* entry) {
@@ -223,25 +223,15 @@ TEST_P(ParallelMessageLevelTest, LeadersMinimumLevelAppliesToItsWorkers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelMessageLevelTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kThread), LaunchModeName);
 // Disabled: a pool process keeps the minimum message level it was forked
 // with (SetMinMessageLevel is per process, and nothing passes the leader's
 // to a job), so after the leader lowers it, pool workers still drop what
 // process and thread workers report.
 INSTANTIATE_TEST_SUITE_P(DISABLED_Pool, ParallelMessageLevelTest, ::testing::Values(ParallelLaunchMode::kPool),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+                         LaunchModeName);
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelMessagesTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelMessagesTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

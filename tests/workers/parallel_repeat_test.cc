@@ -12,13 +12,11 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/workers/parallel.h"
 
 namespace grove::test {
@@ -36,13 +34,6 @@ struct RoundState {
   std::int32_t tid[kWorkers];         // the worker's thread id (its pid for processes)
   std::uint64_t top_bytes[kWorkers];  // its TopMemoryContext tree, as the entry saw it
 };
-
-/// Bytes handed out from TopMemoryContext itself (its blocks less their free
-/// space): what a leak there adds to, however small.
-std::size_t TopMemoryContextUsed() {
-  const MemoryContextCounters c = MemoryContextGetCounters(TopMemoryContext);
-  return c.totalspace - c.freespace;
-}
 
 void RoundEntry(dsm_segment*, shm_toc* toc) {
   auto* s = static_cast<RoundState*>(shm_toc_lookup(toc, kKeyRound, false));
@@ -63,36 +54,6 @@ const bool registered = [] {
 }();
 
 // --- what the process holds -------------------------------------------------------------------
-
-struct ChildProcess {
-  pid_t pid;
-  char state;  // as /proc/<pid>/stat: 'Z' for a zombie
-};
-
-/// The processes whose parent is `parent`, from /proc.
-std::vector<ChildProcess> ChildrenOf(pid_t parent) {
-  std::vector<ChildProcess> out;
-  DIR* dir = opendir("/proc");
-  if (dir == nullptr) return out;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    const std::string path = std::string("/proc/") + e->d_name + "/stat";
-    FILE* f = std::fopen(path.c_str(), "r");
-    if (f == nullptr) continue;  // gone meanwhile
-    char buf[1024];
-    const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    buf[n] = '\0';
-    const char* close_paren = std::strrchr(buf, ')');  // the command may contain anything
-    if (close_paren == nullptr) continue;
-    char state = 0;
-    int ppid = 0;
-    if (std::sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2) continue;
-    if (ppid == parent) out.push_back({static_cast<pid_t>(std::atoi(e->d_name)), state});
-  }
-  closedir(dir);
-  return out;
-}
 
 std::size_t EntriesIn(const char* path) {
   std::size_t n = 0;
@@ -119,7 +80,7 @@ std::string DescribeChildren(const std::vector<ChildProcess>& children) {
 
 // --- the rounds ---------------------------------------------------------------------------------
 
-class ParallelRepeatTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelRepeatTest : public ParallelModeTest {
  protected:
   /// One context, start to end. Returns "" or what went wrong; records the
   /// warm workers' memory.
@@ -127,12 +88,8 @@ class ParallelRepeatTest : public DsmTest, public ::testing::WithParamInterface<
     ParallelContext* pcxt = CreateParallelContext("repeat.round", kWorkers, GetParam());
     std::string problem;
     try {
-      shm_toc_estimate_chunk(&pcxt->estimator, sizeof(RoundState));
-      shm_toc_estimate_keys(&pcxt->estimator, 1);
-      InitializeParallelDSM(pcxt);
-      auto* s = new (shm_toc_allocate(pcxt->toc, sizeof(RoundState))) RoundState{};
+      auto* s = InitializeParallelDSMWithState<RoundState>(pcxt, kKeyRound);
       s->bad_number.store(-1);
-      shm_toc_insert(pcxt->toc, kKeyRound, s);
       LaunchParallelWorkers(pcxt);
       WaitForParallelWorkersToFinish(pcxt);
       if (pcxt->nworkers_launched != kWorkers)
@@ -242,12 +199,7 @@ TEST_P(ParallelRepeatTest, DISABLED_HundredContextsGiveTheLeadersMemoryBack) {
       << "the leader's TopMemoryContext grew over " << kRounds << " contexts";
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelRepeatTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelRepeatTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

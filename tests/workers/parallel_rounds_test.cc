@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/base/interrupts.h"
 #include "grove/workers/parallel.h"
 
@@ -26,7 +26,6 @@ using namespace std::chrono_literals;
 
 constexpr std::uint64_t kKeyRound = PARALLEL_KEY_FIRST_USER;
 constexpr std::uint64_t kKeyOther = PARALLEL_KEY_FIRST_USER + 7;
-constexpr int kMaxWorkers = 8;
 
 struct RoundState {
   std::int32_t round;             // written by the leader before each launch
@@ -81,17 +80,7 @@ const bool registered = [] {
   return true;
 }();
 
-template <typename Pred>
-bool WaitUntil(Pred pred, std::chrono::seconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-class ParallelRoundsTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelRoundsTest : public ParallelModeTest {
  protected:
   ParallelContext* Prepare(const char* entry, int nworkers, RoundState** state) {
     ParallelContext* pcxt = CreateParallelContext(entry, nworkers, GetParam());
@@ -264,12 +253,7 @@ TEST_P(ParallelRoundsTest, CallsOutOfOrderAreErrors) {
   DestroyParallelContext(pcxt);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelRoundsTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelRoundsTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test

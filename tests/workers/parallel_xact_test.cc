@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "dsa_test_support.h"
+#include "parallel_test_support.h"
 #include "grove/base/interrupts.h"
 #include "grove/workers/parallel.h"
 
@@ -27,9 +27,6 @@ namespace grove::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr std::uint64_t kKeyState = PARALLEL_KEY_FIRST_USER;
-constexpr int kMaxWorkers = 8;
 
 struct XactState {
   std::atomic<std::uint32_t> ready[kMaxWorkers];
@@ -44,13 +41,6 @@ struct XactState {
   std::int32_t tid[kMaxWorkers];
   std::uint64_t top_bytes[kMaxWorkers];
 };
-
-/// Bytes handed out from TopMemoryContext itself (its blocks less their free
-/// space): what a leak there adds to, however small.
-std::size_t TopMemoryContextUsed() {
-  const MemoryContextCounters c = MemoryContextGetCounters(TopMemoryContext);
-  return c.totalspace - c.freespace;
-}
 
 XactState* StateOf(shm_toc* toc) { return static_cast<XactState*>(shm_toc_lookup(toc, kKeyState, false)); }
 
@@ -127,17 +117,7 @@ void LeaderCallback(XactEvent, void* arg) {
   s->leader_callback_tid.store(static_cast<std::int32_t>(syscall(SYS_gettid)));
 }
 
-template <typename Pred>
-bool WaitUntil(Pred pred, std::chrono::seconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
-class ParallelXactTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+class ParallelXactTest : public ParallelModeTest {
  protected:
   void SetUp() override {
     DsmTest::SetUp();
@@ -148,11 +128,7 @@ class ParallelXactTest : public DsmTest, public ::testing::WithParamInterface<Pa
 
   ParallelContext* Start(const char* entry, int nworkers, XactState** state, bool launch = true) {
     ParallelContext* pcxt = CreateParallelContext(entry, nworkers, GetParam());
-    shm_toc_estimate_chunk(&pcxt->estimator, sizeof(XactState));
-    shm_toc_estimate_keys(&pcxt->estimator, 1);
-    InitializeParallelDSM(pcxt);
-    *state = new (shm_toc_allocate(pcxt->toc, sizeof(XactState))) XactState{};
-    shm_toc_insert(pcxt->toc, kKeyState, *state);
+    *state = InitializeParallelDSMWithState<XactState>(pcxt, kKeyState);
     if (launch) LaunchParallelWorkers(pcxt);
     return pcxt;
   }
@@ -350,12 +326,7 @@ TEST_P(ParallelXactTest, CallbackLeftRegisteredIsNotKeptByAWarmWorker) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ParallelXactTest,
-                         ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool,
-                                           ParallelLaunchMode::kThread),
-                         [](const ::testing::TestParamInfo<ParallelLaunchMode>& info) {
-                           return std::string(ParallelLaunchModeName(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Modes, ParallelXactTest, AllLaunchModes(), LaunchModeName);
 
 }  // namespace
 }  // namespace grove::test
