@@ -196,11 +196,10 @@ TEST_P(ParallelDsaTiedTest, AreaInPlaceTiedToTheWorkersSegment) { RunInPlace("ds
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelDsaTiedTest,
                          ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kPool), LaunchModeName);
-// Disabled: thread workers are handed the leader's dsm_segment, and
-// dsa_attach_in_place(place, seg) registers an on_dsm_detach callback on it;
-// on_dsm_detach / cancel_on_dsm_detach (dsa/src/dsm.cc) change the segment's
-// callback vector with no lock, so workers attaching at the same time corrupt
-// the heap (malloc_consolidate(): invalid chunk size, within ~20 runs).
+// Thread workers are handed the leader's dsm_segment, and
+// dsa_attach_in_place(place, seg) registers an on_dsm_detach callback on it
+// from several threads at once: the segment's callback list must take its
+// lock (it once did not, and the heap was corrupted within ~20 runs).
 INSTANTIATE_TEST_SUITE_P(Thread, ParallelDsaTiedTest, ::testing::Values(ParallelLaunchMode::kThread), LaunchModeName);
 
 }  // namespace

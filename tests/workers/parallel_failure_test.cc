@@ -439,12 +439,11 @@ TEST_P(ParallelAttachFailureTest, UnrecognizableSegmentFailsToInitialize) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelAttachFailureTest, ::testing::Values(ParallelLaunchMode::kProcess),
                          LaunchModeName);
-// Disabled: in pool and thread modes a worker that fails before attaching
-// never marks its slot (ParallelWorkerMain publishes kWorkerExited only once
-// it has found the fixed state, and a pool process or a thread outlives the
-// job), so the leader's waits never end (WorkerRunning says "running"
-// forever) — and in thread mode DestroyParallelContext never returns either.
-INSTANTIATE_TEST_SUITE_P(DISABLED_WarmModes, ParallelAttachFailureTest,
+// In pool and thread modes a worker that fails before attaching cannot mark
+// its slot, and its process or thread outlives the job: the pool process
+// ends instead, and the thread's task marks itself done, so that the
+// leader's waits (and DestroyParallelContext) end.
+INSTANTIATE_TEST_SUITE_P(WarmModes, ParallelAttachFailureTest,
                          ::testing::Values(ParallelLaunchMode::kPool, ParallelLaunchMode::kThread), LaunchModeName);
 
 // --- a leader killed with SIGKILL --------------------------------------------------------------
@@ -514,11 +513,10 @@ INSTANTIATE_TEST_SUITE_P(Modes, ParallelLeaderDeathTest,
 
 using ParallelPoolFailureTest = ParallelFailureTest;
 
-// Disabled: LaunchOne (workers/src/parallel_launch.cc) hands the job to the
-// idle pool process by writing to its pipe without checking that it is
-// alive; the dead process's pipe has no reader, so the write raises SIGPIPE
-// and kills the leader.
-TEST_F(ParallelPoolFailureTest, DISABLED_PoolProcessKilledWhileIdleDoesNotTakeTheLeaderDown) {
+// A pool process killed while idle: LaunchOne must not write a job into
+// its pipe (no reader: SIGPIPE would kill the leader) but reap it and use
+// another.
+TEST_F(ParallelPoolFailureTest, PoolProcessKilledWhileIdleDoesNotTakeTheLeaderDown) {
   InitializeDsm();
   // In a child acting as leader: what goes wrong there cannot end the test.
   const pid_t leader = RunChild([&]() -> int {

@@ -224,11 +224,10 @@ TEST_P(ParallelMessageLevelTest, LeadersMinimumLevelAppliesToItsWorkers) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelMessageLevelTest,
                          ::testing::Values(ParallelLaunchMode::kProcess, ParallelLaunchMode::kThread), LaunchModeName);
-// Disabled: a pool process keeps the minimum message level it was forked
-// with (SetMinMessageLevel is per process, and nothing passes the leader's
-// to a job), so after the leader lowers it, pool workers still drop what
-// process and thread workers report.
-INSTANTIATE_TEST_SUITE_P(DISABLED_Pool, ParallelMessageLevelTest, ::testing::Values(ParallelLaunchMode::kPool),
+// A pool process was forked with the leader's minimum message level of that
+// time; each job carries the leader's current one, so that pool workers
+// report what process and thread workers report.
+INSTANTIATE_TEST_SUITE_P(Pool, ParallelMessageLevelTest, ::testing::Values(ParallelLaunchMode::kPool),
                          LaunchModeName);
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelMessagesTest, AllLaunchModes(), LaunchModeName);

@@ -185,11 +185,10 @@ TEST_P(ParallelRepeatTest, HundredContextsLeaveNothingBehind) {
   }
 }
 
-// Disabled: fails until DetachErrorQueues (workers/src/parallel.cc) frees the
-// leader's shm_mq handles — shm_mq_detach leaves a handle in its memory
-// context, and the context's handles live in TopMemoryContext, so every
-// context leaves nworkers of them there (about 270 bytes each).
-TEST_P(ParallelRepeatTest, DISABLED_HundredContextsGiveTheLeadersMemoryBack) {
+// The leader's error-queue handles live in TopMemoryContext and
+// shm_mq_detach leaves a handle allocated: DetachErrorQueues must free them,
+// or every context leaves nworkers of them behind (about 270 bytes each).
+TEST_P(ParallelRepeatTest, HundredContextsGiveTheLeadersMemoryBack) {
   ASSERT_EQ(OneContext(), "");  // warm-up: the allocator's blocks, the registry
   const std::size_t leader_blocks = MemoryContextMemAllocated(TopMemoryContext, true);
   const std::size_t leader_used = TopMemoryContextUsed();

@@ -302,10 +302,9 @@ TEST_P(ParallelXactTest, ResourceLeakedInAWorkerIsReportedToTheLeader) {
   }
 }
 
-// Disabled: StartParallelWorkerTransaction (runtime/src/xact.cc) forgets the
-// callback list by setting it to nullptr, so a callback an entry left
-// registered stays allocated in a warm worker's TopMemoryContext (a pool
-// process, an arena thread) — one item (48 bytes) per job, never freed.
+// A callback an entry leaves registered ends with its job: a warm worker (a
+// pool process, an arena thread) neither runs it in its next job nor keeps
+// it in its TopMemoryContext (it once kept one item, 48 bytes, per job).
 TEST_P(ParallelXactTest, CallbackLeftRegisteredIsNotKeptByAWarmWorker) {
   if (GetParam() == ParallelLaunchMode::kProcess) GTEST_SKIP() << "a worker process lives one job";
   std::map<std::int32_t, std::vector<std::uint64_t>> bytes;
