@@ -48,15 +48,23 @@ void shm_mq_internal::MarkDetached(shm_mq* mq, Role me) noexcept {
   SetSharedLatch(PeerLatch(mq, me));
 }
 
+// Wakes the other side if it sleeps (nothing, if it does not).
+void WakePeer(shm_mq_handle* mqh) noexcept {
+  mqh->wake_pending = false;
+  SetSharedLatch(PeerLatch(mqh->mq, mqh->role));
+}
+
 // Makes [published_written, upto) visible to the receiver and wakes it.
 // `upto` is a multiple of 8.
-void shm_mq_internal::PublishWritten(shm_mq_handle* mqh, std::uint64_t upto) noexcept {
+void shm_mq_internal::PublishWritten(shm_mq_handle* mqh, std::uint64_t upto, bool defer_wake) noexcept {
   Assert(upto % kAlign == 0 && upto <= mqh->write_pos);
-  if (upto <= mqh->published_written) return;
-  mqh->mq->bytes_written.store(upto, std::memory_order_release);
-  mqh->mq->sender_cpu.store(sched_getcpu(), std::memory_order_relaxed);
-  mqh->published_written = upto;
-  SetSharedLatch(&mqh->mq->receiver_latch);
+  if (upto > mqh->published_written) {
+    mqh->mq->bytes_written.store(upto, std::memory_order_release);
+    mqh->mq->sender_cpu.store(sched_getcpu(), std::memory_order_relaxed);
+    mqh->published_written = upto;
+    mqh->wake_pending = true;
+  }
+  if (!defer_wake && mqh->wake_pending) WakePeer(mqh);
 }
 
 namespace {
@@ -114,13 +122,23 @@ bool PeerMoved(const shm_mq_handle* mqh) {
   return !mqh->peer_known && p.pid.load(std::memory_order_acquire) > 0;
 }
 
-// Waits until the peer moves (or the timeout), then acts on a pending
-// cancel. The handle's state is consistent whenever this is called.
-void WaitForPeer(shm_mq_handle* mqh) {
-  PeerNamed(mqh);  // else a peer named since the last look would count as "moved" again and again
+// Whether the other side last published from the CPU we run on. Then it
+// cannot run while we do: polling for it is wasted, and waking it in the
+// middle of a long message only lets it preempt us to copy a quarter of the
+// ring (a context switch each way per quarter, instead of per ring).
+bool PeerOnMyCpu(const shm_mq_handle* mqh) {
   const std::int32_t peer_cpu =
       (mqh->role == Role::kSender ? mqh->mq->receiver_cpu : mqh->mq->sender_cpu).load(std::memory_order_relaxed);
-  const int spins = peer_cpu >= 0 && peer_cpu == sched_getcpu() ? 0 : kWaitSpins;
+  return peer_cpu >= 0 && peer_cpu == sched_getcpu();
+}
+
+// Waits until the peer moves (or the timeout), then acts on a pending
+// cancel. The handle's state is consistent whenever this is called, and
+// no wake-up is pending (the peer may be waiting for what we published).
+void WaitForPeer(shm_mq_handle* mqh) {
+  Assert(!mqh->wake_pending);
+  PeerNamed(mqh);  // else a peer named since the last look would count as "moved" again and again
+  const int spins = PeerOnMyCpu(mqh) ? 0 : kWaitSpins;
   WaitSharedLatch(MyLatch(mqh->mq, mqh->role), [mqh] { return PeerMoved(mqh); }, spins, kWaitTimeoutUs);
   CHECK_FOR_INTERRUPTS();
 }
@@ -178,20 +196,24 @@ shm_mq_result SendBytes(shm_mq_handle* mqh, const char* data, std::size_t n, boo
     AdvanceWrite(mqh, k);
     done += k;
     *progress += k;
-    if (mqh->write_pos - mqh->published_written >= mqh->quarter) PublishWritten(mqh, AlignDown(mqh->write_pos));
+    if (mqh->write_pos - mqh->published_written >= mqh->quarter)
+      PublishWritten(mqh, AlignDown(mqh->write_pos), /*defer_wake=*/PeerOnMyCpu(mqh));
   }
   return SHM_MQ_SUCCESS;
 }
 
 // --- the receiver's side ----------------------------------------------------------------------
 
-// Gives [published_read, read_pos) back to the sender and wakes it.
-void PublishRead(shm_mq_handle* mqh) noexcept {
-  if (mqh->read_pos == mqh->published_read) return;
-  mqh->mq->bytes_read.store(mqh->read_pos, std::memory_order_release);
-  mqh->mq->receiver_cpu.store(sched_getcpu(), std::memory_order_relaxed);
-  mqh->published_read = mqh->read_pos;
-  SetSharedLatch(&mqh->mq->sender_latch);
+// Gives [published_read, read_pos) back to the sender and wakes it (or
+// leaves the wake-up pending, as PublishWritten).
+void PublishRead(shm_mq_handle* mqh, bool defer_wake = false) noexcept {
+  if (mqh->read_pos != mqh->published_read) {
+    mqh->mq->bytes_read.store(mqh->read_pos, std::memory_order_release);
+    mqh->mq->receiver_cpu.store(sched_getcpu(), std::memory_order_relaxed);
+    mqh->published_read = mqh->read_pos;
+    mqh->wake_pending = true;
+  }
+  if (!defer_wake && mqh->wake_pending) WakePeer(mqh);
 }
 
 void RefreshWrittenSeen(shm_mq_handle* mqh) {
@@ -308,6 +330,7 @@ shm_mq_result shm_mq_sendv(shm_mq_handle* mqh, const shm_mq_iovec* iov, int iovc
   AdvanceWrite(mqh, AlignUp(mqh->write_pos) - mqh->write_pos);
   mqh->msg_active = false;
   if (force_flush || mqh->write_pos - mqh->published_written >= mqh->quarter) PublishWritten(mqh, mqh->write_pos);
+  if (mqh->wake_pending) WakePeer(mqh);  // never leave a published part unannounced
   return SHM_MQ_SUCCESS;
 }
 
@@ -374,9 +397,10 @@ shm_mq_result shm_mq_receive(shm_mq_handle* mqh, std::size_t* nbytesp, void** da
       mqh->have_length = false;
       *datap = mqh->buffer;
       *nbytesp = mqh->expected;
+      if (mqh->wake_pending) WakePeer(mqh);  // the sender may sleep on a full ring
       return SHM_MQ_SUCCESS;
     }
-    if (mqh->read_pos - mqh->published_read >= mqh->quarter) PublishRead(mqh);
+    if (mqh->read_pos - mqh->published_read >= mqh->quarter) PublishRead(mqh, /*defer_wake=*/PeerOnMyCpu(mqh));
   }
 }
 

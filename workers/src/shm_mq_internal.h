@@ -109,6 +109,7 @@ struct shm_mq_handle {
   pid_t peer_pid;
   std::uint64_t peer_start_time;
   std::int64_t next_peer_check_ns;
+  bool wake_pending;  // published without waking the peer; wake before waiting or returning
 
   // Sender. write_pos - published_written bytes are written, unpublished.
   std::uint64_t write_pos;
@@ -149,8 +150,9 @@ void CheckQueue(const shm_mq* mq, const char* caller);
 /// ERROR unless the handle is live, of this process, attached to a mapped
 /// queue, and (if `role` is given) has that role. Every entry point's first step.
 void CheckHandle(const shm_mq_handle* mqh, const char* caller, const Role* role = nullptr);
-/// Makes [published_written, upto) visible to the receiver and wakes it.
-void PublishWritten(shm_mq_handle* mqh, std::uint64_t upto) noexcept;
+/// Makes [published_written, upto) visible to the receiver and wakes it —
+/// or, with `defer_wake`, leaves the wake-up pending (see WakePeerLater).
+void PublishWritten(shm_mq_handle* mqh, std::uint64_t upto, bool defer_wake = false) noexcept;
 /// Marks the queue detached and wakes the other side. Never fails.
 void MarkDetached(shm_mq* mq, Role me) noexcept;
 
