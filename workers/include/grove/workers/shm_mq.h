@@ -28,8 +28,9 @@
 // so the two rarely touch each other's cache lines.
 //
 // Waiting never spins for long and never hangs: a side that must wait polls
-// briefly, then sleeps on its futex latch in the header with a timeout of a
-// few milliseconds; each time it wakes it runs CHECK_FOR_INTERRUPTS() (a
+// for a few microseconds (not at all if the other side last ran on its own
+// CPU), then sleeps on its futex latch in the header for at most 20 ms at a
+// time; each time it wakes it runs CHECK_FOR_INTERRUPTS() (a
 // cancel is an ERROR 57014 from the blocked call) and checks the other side:
 // * detached (shm_mq_detach, or the DSM segment detached) -> SHM_MQ_DETACHED;
 // * a different process that is no longer alive (pid and start time given at
@@ -107,8 +108,8 @@ pid_t shm_mq_get_sender(shm_mq* mq);
 /// Usable bytes of the ring.
 std::size_t shm_mq_get_ring_size(const shm_mq* mq);
 
-/// Called (by the thread using the handle) each time a wait wakes, at most
-/// every few milliseconds; returns false once the peer is gone for good.
+/// Called (by the thread using the handle) when a wait wakes, at most every
+/// 20 ms; returns false once the peer is gone for good.
 /// Must not throw.
 using shm_mq_peer_alive_fn = bool (*)(void* arg);
 
