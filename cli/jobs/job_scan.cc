@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <sched.h>
+#include <thread>
 
 #include "grove/base/error.h"
 #include "grove/base/interrupts.h"
@@ -262,9 +263,15 @@ ScanResult RunScan(const ScanOptions& o) {
     for (int i = 0; i < pcxt->nworkers_launched; ++i) {
       const void* record;
       std::size_t len;
-      // Blocking: the queue wakes us when the record comes, and reports
-      // the end of stream when the worker detaches (or dies) without one.
-      const TupleQueueReader::Status st = readers[i]->Next(&record, &len, false);
+      // Polled, with the workers checked in between: a worker that died
+      // or failed before it named itself the queue's sender is noticed (a
+      // blocking read could not tell it from one that is late).
+      TupleQueueReader::Status st;
+      while ((st = readers[i]->Next(&record, &len, true)) == TupleQueueReader::kWouldBlock) {
+        CHECK_FOR_INTERRUPTS();
+        CheckParallelWorkers(pcxt);
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
       if (st == TupleQueueReader::kEndOfStream || len != sizeof(ScanPartial)) {
         WaitForParallelWorkersToFinish(pcxt);  // raises the worker's own error, if it sent one
         ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("parallel worker %d sent no partial aggregate", i));

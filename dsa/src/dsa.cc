@@ -266,15 +266,14 @@ dsa_area* dsa_attach(dsa_handle handle) {
               errmsg("no dynamic shared area at handle %llx", static_cast<unsigned long long>(handle)));
     AreaControl* c = CheckControl(MappingBase(mapping), handle);
     AddReference(c);
-    std::unique_ptr<dsa_area> area = NewArea(c, handle, false);
     try {
+      std::unique_ptr<dsa_area> area = NewArea(c, handle, false);
       SetMap(area.get(), 0, MappingBase(mapping), c->segments[0].size, mapping, handle);
+      return Finish(std::move(area), owner);
     } catch (...) {
-      mapping = nullptr;  // SetMap released it
-      DropReference(c);
+      DropReference(c);  // while the control is still mapped; the mapping goes below
       throw;
     }
-    return Finish(std::move(area), owner);
   } catch (...) {
     if (mapping != nullptr) ReleaseMapping(mapping);
     throw;
@@ -286,10 +285,15 @@ dsa_area* dsa_attach_in_place(void* place, dsm_segment* segment) {
   if (owner != nullptr) ResourceOwnerEnlarge(owner);
   AreaControl* c = CheckControl(place, DSA_HANDLE_INVALID);
   AddReference(c);
-  std::unique_ptr<dsa_area> area = NewArea(c, DSA_HANDLE_INVALID, true);
-  SetMap(area.get(), 0, static_cast<char*>(place), c->segments[0].size, nullptr, DSA_HANDLE_INVALID);
-  if (segment != nullptr) on_dsm_detach(segment, &ReleaseInPlaceOnDetach, PointerGetDatum(place));
-  return Finish(std::move(area), owner);
+  try {
+    std::unique_ptr<dsa_area> area = NewArea(c, DSA_HANDLE_INVALID, true);
+    SetMap(area.get(), 0, static_cast<char*>(place), c->segments[0].size, nullptr, DSA_HANDLE_INVALID);
+    if (segment != nullptr) on_dsm_detach(segment, &ReleaseInPlaceOnDetach, PointerGetDatum(place));
+    return Finish(std::move(area), owner);
+  } catch (...) {
+    DropReference(c);
+    throw;
+  }
 }
 
 void dsa_release_in_place(void* place) {

@@ -209,21 +209,32 @@ void Flush(dsa_area* area, int cls, std::uint32_t n) {
     // Locate before popping: if mapping throws, the object stays cached.
     const dsa_pointer dp = cache.items[cache.count - 1];
     SegmentMap* seg = GetSegment(area, SegmentIndexOf(dp));
+    --cache.count;
+    // Checked again, under the lock: dsa_free checked the pointer when it
+    // cached it, but a pointer freed twice (here and in another cache) may
+    // since have emptied its superblock, which went back to the segment and
+    // perhaps to another class. Only this lock changes a span of this class.
     const std::size_t rel = OffsetOf(dp) - seg->pages_offset;
-    const std::size_t first = seg->pagemap[rel / kPageSize] - 1;
-    SpanDesc* s = &seg->spans[first];
+    const std::uint32_t entry = seg->pagemap[rel / kPageSize];
+    const std::size_t first = entry - 1;
+    SpanDesc* s = entry != 0 ? &seg->spans[first] : nullptr;
     const std::size_t in_span = rel - first * kPageSize;
     const std::size_t object = (in_span * kReciprocals.value[cls]) >> 32;
-    --cache.count;
-    std::uint64_t& word = seg->bitmaps[first * kBitmapBytesPerPage / 8 + object / 64];
-    const std::uint64_t bit = std::uint64_t{1} << (object % 64);
-    if (word & bit) {
-      // Already free: freed twice. Counting it again would corrupt the span.
+    std::uint64_t* word = nullptr;
+    std::uint64_t bit = 0;
+    if (s != nullptr && s->size_class == cls && s->npages == kSuperblockPages && object < s->ninit) {
+      word = &seg->bitmaps[first * kBitmapBytesPerPage / 8 + object / 64];
+      bit = std::uint64_t{1} << (object % 64);
+    }
+    if (word == nullptr || (*word & bit)) {
+      // Already free (or its superblock already gone): freed twice.
+      // Counting it again would corrupt the span.
       ereport(WARNING, errmsg("DSA pointer %llx was freed twice; the second free is ignored",
                               static_cast<unsigned long long>(dp)));
       continue;
     }
-    word |= bit;
+    std::uint64_t& w = *word;
+    w |= bit;
     if (object / 64 < s->hint) s->hint = static_cast<std::uint16_t>(object / 64);
     ++s->nfree;
     --pool->allocated;
@@ -405,6 +416,7 @@ void dsa_free(dsa_area* area, dsa_pointer dp) {
   if (offset < seg->pages_offset || offset >= seg->size) BadPointer(dp, "outside the segment's pages");
   const std::size_t rel = offset - seg->pages_offset;
   const std::size_t page = rel / kPageSize;
+  if (page >= seg->npages) BadPointer(dp, "outside the segment's pages");
   const std::uint32_t entry = __atomic_load_n(&seg->pagemap[page], __ATOMIC_ACQUIRE);
   if (entry == 0) BadPointer(dp, "not an allocated object (a free page)");
   const std::size_t first = entry - 1;

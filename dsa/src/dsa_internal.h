@@ -162,6 +162,7 @@ struct SegmentMap {
   char* base;
   std::size_t size;
   std::size_t pages_offset;
+  std::size_t npages;
   std::uint32_t* pagemap;
   SpanDesc* spans;
   std::uint64_t* bitmaps;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 #include <mutex>
+#include <new>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
@@ -84,9 +86,22 @@ struct Mappings {
   std::vector<SharedMapping*> list;
 };
 
+Mappings* NewMappings();
 Mappings& TheMappings() {
-  static Mappings* m = new Mappings;  // never destroyed: areas may be detached at exit
+  static Mappings* m = NewMappings();  // never destroyed: areas may be detached at exit
   return *m;
+}
+
+// A thread may hold the mutex (attaching, populating a segment) while
+// another forks a worker: the child starts with a fresh one.
+void ResetMappingsAfterFork() {
+  Mappings& ms = TheMappings();
+  new (&ms.mutex) std::mutex;
+}
+Mappings* NewMappings() {
+  auto* m = new Mappings;
+  pthread_atfork(nullptr, nullptr, &ResetMappingsAfterFork);
+  return m;
 }
 
 void ForgetIfForked(Mappings& ms) {
@@ -159,12 +174,14 @@ SharedMapping* AdoptMapping(dsm_segment* seg) {
 
 void ReleaseMapping(SharedMapping* m) {
   Mappings& ms = TheMappings();
-  {
-    std::lock_guard<std::mutex> lock(ms.mutex);
-    if (ms.pid != getpid()) return;  // inherited through fork: the parent's
-    if (--m->refs > 0) return;
-    std::erase(ms.list, m);
-  }
+  // The lock is held across the detach: another thread acquiring the same
+  // handle meanwhile must find it either still listed or fully detached
+  // (else its dsm_attach would find this one half-gone: "already attached").
+  // DSA segments carry no detach callbacks that could come back here.
+  std::lock_guard<std::mutex> lock(ms.mutex);
+  if (ms.pid != getpid()) return;  // inherited through fork: the parent's
+  if (--m->refs > 0) return;
+  std::erase(ms.list, m);
   dsm_detach(m->seg);
   delete m;
 }
@@ -180,7 +197,7 @@ void SetMap(dsa_area* area, std::size_t index, char* base, std::size_t size, Sha
   auto* h = reinterpret_cast<SegmentHeader*>(base + header_offset);
   if (header_offset + sizeof(SegmentHeader) > size || h->magic != kSegmentMagic || h->index != index ||
       h->size > size) {
-    if (mapping != nullptr) ReleaseMapping(mapping);
+    // The caller releases `mapping`: it may still need what it maps.
     ereport(ERROR, errcode(ERRCODE_DATA_CORRUPTED),
             errmsg("segment %zu of dynamic shared area %llx is not a valid DSA segment", index,
                    static_cast<unsigned long long>(area->handle)));
@@ -189,6 +206,7 @@ void SetMap(dsa_area* area, std::size_t index, char* base, std::size_t size, Sha
   m.base = base;
   m.size = h->size;
   m.pages_offset = h->pages_offset;
+  m.npages = h->npages;
   m.pagemap = reinterpret_cast<std::uint32_t*>(base + h->pagemap_offset);
   m.spans = reinterpret_cast<SpanDesc*>(base + h->spans_offset);
   m.bitmaps = reinterpret_cast<std::uint64_t*>(base + h->bitmap_offset);
@@ -207,8 +225,13 @@ SegmentMap* MapSlot(dsa_area* area, std::size_t index, const SegmentSlot& slot) 
                    static_cast<unsigned long long>(area->handle)),
             errdetail("The pointer refers to a segment that was never created or has been freed."));
   SharedMapping* mapping = AcquireMapping(slot.handle);
-  SetMap(area, index, MappingBase(mapping), std::min<std::size_t>(slot.size, MappingSize(mapping)), mapping,
-         slot.handle);
+  try {
+    SetMap(area, index, MappingBase(mapping), std::min<std::size_t>(slot.size, MappingSize(mapping)), mapping,
+           slot.handle);
+  } catch (...) {
+    ReleaseMapping(mapping);
+    throw;
+  }
   return &area->maps[index];
 }
 
@@ -247,10 +270,16 @@ bool MakeSegment(dsa_area* area, std::size_t npages, std::size_t* index_out) {
     seg = dsm_create_owned_by(c->owner_pid, size, DSM_CREATE_NULL_IF_MAXSEGMENTS);
   }
   if (seg == nullptr) return false;
-  dsm_pin_segment(seg);  // lives with nothing attached, until the area is released or frees it
-  const std::uint32_t n =
-      InitializeSegment(static_cast<char*>(dsm_segment_address(seg)), 0, size, static_cast<std::uint32_t>(index));
-  SharedMapping* mapping = AdoptMapping(seg);
+  SharedMapping* mapping;
+  std::uint32_t n;
+  try {
+    dsm_pin_segment(seg);  // lives with nothing attached, until the area is released or frees it
+    n = InitializeSegment(static_cast<char*>(dsm_segment_address(seg)), 0, size, static_cast<std::uint32_t>(index));
+    mapping = AdoptMapping(seg);
+  } catch (...) {
+    dsm_detach_and_remove(seg);  // nobody else knows it yet
+    throw;
+  }
   SegmentSlot& slot = c->segments[index];
   slot.handle = dsm_segment_handle(seg);
   slot.size = size;
@@ -313,6 +342,9 @@ void RefreshFreedSegments(dsa_area* area) {
 
 bool GetPages(dsa_area* area, std::size_t npages, std::size_t* index, std::size_t* first) {
   AreaControl* c = area->control;
+  // A slot whose segment was destroyed may hold a new one by now: our map
+  // of it must not be the old segment's.
+  CheckFreedSegmentsLocked(area);
   // The lowest segment with room: later segments are left to empty out.
   std::size_t found = DSA_MAX_SEGMENTS;
   for (std::size_t i = 0; i < c->high_segment_index; ++i) {

@@ -308,6 +308,12 @@ bool WorkerRunning(ParallelContext* pcxt, int i, int* status) {
       if (w.pool_slot < 0) return false;
       Pool& pool = ThePool();
       std::lock_guard<std::mutex> lock(pool.mutex);
+      if (w.pool_slot >= static_cast<int>(pool.processes.size()) || pool.processes[w.pool_slot].pid != w.pid) {
+        // Its process was removed (the pool shut down, or it was killed):
+        // gone, and already reaped.
+        w.pool_slot = -1;
+        return false;
+      }
       PoolProcess& p = pool.processes[w.pool_slot];
       if (state == kWorkerExited) {
         p.busy = false;  // back to the pool, warm
@@ -353,7 +359,8 @@ void StopAndWait(ParallelContext* pcxt, int i) {
       } else if (w.pool_slot >= 0) {
         Pool& pool = ThePool();
         std::lock_guard<std::mutex> lock(pool.mutex);
-        RemovePoolProcess(pool, w.pool_slot, true);
+        if (w.pool_slot < static_cast<int>(pool.processes.size()) && pool.processes[w.pool_slot].pid == w.pid)
+          RemovePoolProcess(pool, w.pool_slot, true);
         w.pool_slot = -1;
       }
     }
@@ -401,9 +408,9 @@ void ShutdownParallelWorkerPool() {
   Pool& pool = ThePool();
   std::lock_guard<std::mutex> lock(pool.mutex);
   ForgetPoolIfForked(pool);
+  // Slots stay (dead): contexts still running refer to them by index.
   for (int k = 0; k < static_cast<int>(pool.processes.size()); ++k)
     if (pool.processes[k].pid > 0) RemovePoolProcess(pool, k, pool.processes[k].busy);
-  pool.processes.clear();
 }
 
 int ParallelWorkerPoolSize() {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <unordered_map>
 
+#include "grove/base/interrupts.h"
 #include "grove/contexts/memutils.h"
 #include "grove/contexts/palloc.h"
 #include "grove/resowner/resowner.h"
@@ -163,6 +164,9 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     if (shared->magic != kParallelMagic || number < 0 || number >= shared->nworkers)
       ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("parallel worker %d: bad fixed state", number));
     worker_shared = shared;
+    // A stop sent before this worker read its job (a pool process clears
+    // stale cancels when it takes one) must still stop it.
+    if (shared->stop.load(std::memory_order_acquire) != 0) RequestCancel();
     // A warm worker was forked before the leader last changed its level.
     if (mode == ParallelLaunchMode::kPool) SetMinMessageLevel(shared->min_message_level);
     shared->workers[number].pid.store(static_cast<std::int32_t>(getpid()), std::memory_order_relaxed);
