@@ -6,7 +6,6 @@
 #include <mutex>
 #include <new>
 #include <pthread.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <vector>
 
@@ -123,20 +122,6 @@ class NoResourceOwner {
   ResourceOwner saved_;
 };
 
-// A segment of an area is reserved memory that holds objects throughout;
-// its first touches here would each trap (a page fault per 4 KiB — on
-// virtual machines several microseconds apiece). Asking for the page tables
-// in one call at map time is far cheaper than faulting them in one by one.
-// Best effort: kernels before 5.14 lack MADV_POPULATE_WRITE, and then pages
-// fault in on touch as before.
-void PopulatePageTables(dsm_segment* seg) {
-#ifdef MADV_POPULATE_WRITE
-  madvise(dsm_segment_address(seg), dsm_segment_map_length(seg), MADV_POPULATE_WRITE);
-#else
-  (void)seg;
-#endif
-}
-
 }  // namespace
 
 SharedMapping* AcquireMapping(dsm_handle handle) {
@@ -157,7 +142,6 @@ SharedMapping* AcquireMapping(dsm_handle handle) {
   }
   auto* m = new SharedMapping{handle, seg, 1};
   ms.list.push_back(m);
-  PopulatePageTables(seg);
   return m;
 }
 
@@ -168,7 +152,6 @@ SharedMapping* AdoptMapping(dsm_segment* seg) {
   dsm_pin_mapping(seg);
   auto* m = new SharedMapping{dsm_segment_handle(seg), seg, 1};
   ms.list.push_back(m);
-  PopulatePageTables(seg);
   return m;
 }
 
