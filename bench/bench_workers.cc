@@ -24,15 +24,8 @@
 #include "grove/contexts/memutils.h"
 #include "grove/workers/parallel.h"
 #include "jobs.h"
+#include "plain_name_reporter.h"
 #include "recording_reporter.h"
-
-// Google Benchmark's parsed flags (exported by libbenchmark, not declared in
-// its header).
-namespace benchmark {
-extern std::string FLAGS_benchmark_format;
-extern std::string FLAGS_benchmark_out;
-extern std::string FLAGS_benchmark_out_format;
-}  // namespace benchmark
 
 namespace {
 
@@ -207,34 +200,6 @@ void RegisterWorkerBenchmarks() {
       ->Unit(benchmark::kMillisecond);
 }
 
-// --- reporting ---------------------------------------------------------------------------------
-
-// Forwards to another reporter with the suffixes Google Benchmark adds to
-// the names dropped ("/real_time" of L1, "/iterations:3/manual_time" of
-// SCAN), so that the console, --benchmark_out and the summary all use the
-// names above (L1_launch/pool/N:2, SCAN/participants:2).
-class PlainNameReporter : public benchmark::BenchmarkReporter {
- public:
-  explicit PlainNameReporter(benchmark::BenchmarkReporter* inner) : inner_(inner) {}
-  bool ReportContext(const Context& context) override {
-    inner_->SetOutputStream(&GetOutputStream());
-    inner_->SetErrorStream(&GetErrorStream());
-    return inner_->ReportContext(context);
-  }
-  void ReportRuns(const std::vector<Run>& runs) override {
-    std::vector<Run> renamed = runs;
-    for (Run& run : renamed) {
-      run.run_name.time_type.clear();
-      run.run_name.iterations.clear();
-    }
-    inner_->ReportRuns(renamed);
-  }
-  void Finalize() override { inner_->Finalize(); }
-
- private:
-  benchmark::BenchmarkReporter* inner_;
-};
-
 // --- summary -------------------------------------------------------------------------------------
 
 // Median ns per item over the repetitions: our own median of the
@@ -340,23 +305,7 @@ int main(int argc, char** argv) {
   // "/real_time", "/manual_time") on the console and in --benchmark_out.
   std::unique_ptr<benchmark::BenchmarkReporter> display(benchmark::CreateDefaultDisplayReporter());
   grove::bench::RecordingReporter recording(display.get());
-  PlainNameReporter plain_display(&recording);
-  std::unique_ptr<benchmark::BenchmarkReporter> file;
-  std::unique_ptr<PlainNameReporter> plain_file;
-  if (!benchmark::FLAGS_benchmark_out.empty()) {
-    const std::string& format = benchmark::FLAGS_benchmark_out_format;
-    if (format == "json") {
-      file = std::make_unique<benchmark::JSONReporter>();
-    } else if (format == "console") {
-      file = std::make_unique<benchmark::ConsoleReporter>(benchmark::ConsoleReporter::OO_None);
-    } else {  // csv: deprecated by Google Benchmark
-      std::fprintf(stderr, "bench_workers: --benchmark_out_format must be json or console, not '%s'\n",
-                   format.c_str());
-      return 1;
-    }
-    plain_file = std::make_unique<PlainNameReporter>(file.get());
-  }
-  benchmark::RunSpecifiedBenchmarks(&plain_display, plain_file.get());
+  if (!grove::bench::RunSpecifiedBenchmarksWithPlainNames(&recording, "bench_workers")) return 1;
   grove::ShutdownParallelWorkerPool();  // no pool process outlives the benchmark
   // The summary goes with the console output; beside JSON on stdout, to stderr.
   PrintSummary(recording.results(), benchmark::FLAGS_benchmark_format == "console" ? stdout : stderr);

@@ -1,12 +1,26 @@
-// A reporter that forwards to another with each run's time-type suffix
-// dropped from its name. Google Benchmark appends "/manual_time" to the name
-// of a benchmark that uses UseManualTime(); W6 is timed by hand, and BENCH.md
-// names it "W6_shared/dsa/P:2" so that scripts can pair it with its peers.
+// A reporter that forwards to another with the suffixes Google Benchmark
+// appends to a run's name dropped: "/manual_time" or "/real_time" (a
+// benchmark timed by hand or in wall time) and "/iterations:N" (a fixed
+// iteration count). BENCH.md names benchmarks "W6_shared/dsa/P:2",
+// "L1_launch/pool/N:2", "SCAN/participants:2", so that scripts can pair
+// them with their peers; the console and --benchmark_out keep those names.
+// Filters (--benchmark_filter) still see the suffixes.
 #pragma once
 
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <memory>
+#include <string>
 #include <vector>
+
+// Google Benchmark's parsed flags (exported by libbenchmark, not declared in
+// its header).
+namespace benchmark {
+extern std::string FLAGS_benchmark_format;
+extern std::string FLAGS_benchmark_out;
+extern std::string FLAGS_benchmark_out_format;
+}  // namespace benchmark
 
 namespace grove::bench {
 
@@ -24,7 +38,10 @@ class PlainNameReporter : public benchmark::BenchmarkReporter {
 
   void ReportRuns(const std::vector<Run>& runs) override {
     std::vector<Run> renamed = runs;
-    for (Run& run : renamed) run.run_name.time_type.clear();
+    for (Run& run : renamed) {
+      run.run_name.time_type.clear();
+      run.run_name.iterations.clear();
+    }
     inner_->ReportRuns(renamed);
   }
 
@@ -33,5 +50,29 @@ class PlainNameReporter : public benchmark::BenchmarkReporter {
  private:
   benchmark::BenchmarkReporter* inner_;
 };
+
+/// Runs the registered benchmarks with plain names, on `display` and, with
+/// --benchmark_out, in that file (Google Benchmark opens it). Returns false,
+/// having said why on stderr, for an output format other than json or
+/// console (csv is deprecated by Google Benchmark).
+inline bool RunSpecifiedBenchmarksWithPlainNames(benchmark::BenchmarkReporter* display, const char* program) {
+  PlainNameReporter plain_display(display);
+  std::unique_ptr<benchmark::BenchmarkReporter> file;
+  std::unique_ptr<PlainNameReporter> plain_file;
+  if (!benchmark::FLAGS_benchmark_out.empty()) {
+    const std::string& format = benchmark::FLAGS_benchmark_out_format;
+    if (format == "json") {
+      file = std::make_unique<benchmark::JSONReporter>();
+    } else if (format == "console") {
+      file = std::make_unique<benchmark::ConsoleReporter>(benchmark::ConsoleReporter::OO_None);
+    } else {
+      std::fprintf(stderr, "%s: --benchmark_out_format must be json or console, not '%s'\n", program, format.c_str());
+      return false;
+    }
+    plain_file = std::make_unique<PlainNameReporter>(file.get());
+  }
+  benchmark::RunSpecifiedBenchmarks(&plain_display, plain_file.get());
+  return true;
+}
 
 }  // namespace grove::bench
