@@ -245,11 +245,9 @@ void LaunchParallelWorkers(ParallelContext* pcxt) {
       ReleaseWorkerSlot();
       break;
     }
-    pcxt->worker[i].launched = true;
     ++launched;
   }
   pcxt->nworkers_launched = launched;
-  pcxt->launched_once = true;
   pcxt->launch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 

@@ -90,7 +90,6 @@ parallel_worker_main_type LookupParallelEntry(const char* name);
 struct ParallelWorkerInfo {
   pid_t pid;                  // process and pool modes
   int pool_slot;              // pool mode: which pool process, else −1
-  bool launched;
   bool done;                  // terminated and accounted for
   bool got_terminate;         // its 'X' arrived
   shm_mq_handle* error_queue; // the leader's receiving end

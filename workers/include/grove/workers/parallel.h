@@ -87,7 +87,6 @@ struct ParallelContext {
   ParallelWorkerInfo* worker;  ///< nworkers entries
   struct ParallelRuntime* runtime;
   void* owner;                 ///< the ResourceOwner it belongs to, or nullptr
-  bool launched_once;
   double launch_seconds;       ///< time LaunchParallelWorkers last took
 };
 
