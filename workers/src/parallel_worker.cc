@@ -173,10 +173,12 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     auto* queues = static_cast<char*>(shm_toc_lookup(toc, PARALLEL_KEY_ERROR_QUEUE, false));
     shm_mq* mq = reinterpret_cast<shm_mq*>(queues + static_cast<std::size_t>(number) * kErrorQueueSize);
     shm_mq_set_sender(mq);
-    // A thread worker shares the leader's dsm_segment, whose detach
-    // callbacks are not guarded for concurrent threads: its queue is tied to
-    // no segment (the leader detaches the segment only after this worker has
-    // detached the queue and reported kWorkerExited).
+    // A thread worker shares the leader's dsm_segment: its queue is tied to
+    // no segment, so that only this thread ever detaches its handle (the
+    // leader detaches the segment after this worker has detached the queue
+    // and reported kWorkerExited). The segment's callback list has its own
+    // lock, so tying it would be safe, but the callback would then run on
+    // the leader's thread against this thread's memory context.
     queue = shm_mq_attach(mq, own_segment ? seg : nullptr);
     shared->workers[number].state.store(kWorkerAttached, std::memory_order_release);
     WakeLeader(shared, mode);
