@@ -9,6 +9,7 @@ namespace grove {
 
 std::atomic<bool> InterruptPending{false};
 std::atomic<bool> QueryCancelPending{false};
+thread_local ThreadCancel ThisThreadCancel;
 
 static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
 
@@ -18,9 +19,15 @@ void RequestCancel() noexcept {
 }
 
 void ProcessInterrupts() {
-  if (!InterruptPending.exchange(false, std::memory_order_acq_rel)) return;
-  if (QueryCancelPending.exchange(false, std::memory_order_acq_rel))
-    ereport(ERROR, errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to user request"));
+  bool cancel = false;
+  if (InterruptPending.exchange(false, std::memory_order_acq_rel))
+    cancel = QueryCancelPending.exchange(false, std::memory_order_acq_rel);
+  ThreadCancel& tc = ThisThreadCancel;
+  if (tc.word != nullptr && !tc.delivered && tc.word->load(std::memory_order_acquire) != 0) {
+    tc.delivered = true;
+    cancel = true;
+  }
+  if (cancel) ereport(ERROR, errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to user request"));
 }
 
 namespace {

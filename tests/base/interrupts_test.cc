@@ -1,6 +1,9 @@
 // Interrupts: a cancel requested (directly, by SIGINT, or from another
-// thread) is raised once, at the next CHECK_FOR_INTERRUPTS, as ERROR 57014.
+// thread) is raised once, at the next CHECK_FOR_INTERRUPTS, as ERROR 57014;
+// a thread's own cancel word reaches that thread's checks only.
+#include <atomic>
 #include <csignal>
+#include <cstdint>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -42,6 +45,56 @@ TEST(InterruptsTest, AnotherThreadCanCancel) {
   std::thread t([] { RequestCancel(); });
   t.join();
   EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
+}
+
+TEST(InterruptsTest, ThreadCancelIsRaisedOnceInItsThreadOnly) {
+  std::atomic<std::uint32_t> stop{0};
+  {
+    ScopedThreadCancel scope(&stop);
+    EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS()) << "the word is still zero";
+    stop.store(1);
+    bool other_thread_raised = false;
+    std::thread t([&] {
+      try {
+        CHECK_FOR_INTERRUPTS();
+      } catch (const Error&) {
+        other_thread_raised = true;
+      }
+    });
+    t.join();
+    EXPECT_FALSE(other_thread_raised) << "another thread's checks do not read this thread's word";
+    try {
+      CHECK_FOR_INTERRUPTS();
+      FAIL() << "a set word must raise";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.sqlstate(), ERRCODE_QUERY_CANCELED);
+    }
+    EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS()) << "raised once per installation";
+    EXPECT_FALSE(InterruptPending.load()) << "a thread's cancel is not the process's";
+  }
+  EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS()) << "uninstalled with its scope";
+}
+
+TEST(InterruptsTest, ThreadCancelScopesNestAndRestore) {
+  std::atomic<std::uint32_t> outer{0};
+  std::atomic<std::uint32_t> inner{1};
+  ScopedThreadCancel a(&outer);
+  {
+    ScopedThreadCancel b(&inner);
+    EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
+  }
+  EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS()) << "the outer word is zero again";
+  outer.store(1);
+  EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
+}
+
+TEST(InterruptsTest, ProcessAndThreadCancelsTogetherRaiseOnceAndClearBoth) {
+  std::atomic<std::uint32_t> stop{1};
+  ScopedThreadCancel scope(&stop);
+  RequestCancel();
+  EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
+  EXPECT_FALSE(InterruptPending.load());
+  EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS());
 }
 
 }  // namespace

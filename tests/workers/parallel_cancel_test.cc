@@ -2,13 +2,17 @@
 // RequestCancel() from another thread while the leader is inside
 // WaitForParallelWorkersToFinish ends the wait with ERROR 57014, and
 // DestroyParallelContext then stops the workers, which are still running
-// (no hang, no process left). Entries stop through either channel:
-// ParallelWorkerShouldStop() (every mode) or CHECK_FOR_INTERRUPTS() (the
-// SIGTERM a worker process gets).
+// (no hang, no process left). Entries stop through either channel, in
+// every mode: ParallelWorkerShouldStop() or CHECK_FOR_INTERRUPTS() (the
+// context's stop flag is the worker thread's own cancel). A stop never
+// leaves a cancel pending in the leader.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +31,20 @@ struct SpinState {
   std::atomic<std::int32_t> pid[kMaxWorkers];
 };
 
+/// Workers that spun until their deadline, never stopped: a page shared by
+/// this process and every process it forks later (pool processes included),
+/// mapped before any test runs. The segment itself is gone once the
+/// context is destroyed.
+std::atomic<std::uint32_t>& GaveUpCount() {
+  static auto* count = [] {
+    void* p = mmap(nullptr, sizeof(std::atomic<std::uint32_t>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED) std::abort();
+    return new (p) std::atomic<std::uint32_t>(0);
+  }();
+  return *count;
+}
+
 SpinState* StateOf(shm_toc* toc) { return static_cast<SpinState*>(shm_toc_lookup(toc, kKeyState, false)); }
 
 /// Says it is running (in shared memory and with a NOTICE the leader's sink
@@ -44,12 +62,16 @@ void SpinEntry(dsm_segment*, shm_toc* toc) {
     if constexpr (kPollStopFlag) {
       if (ParallelWorkerShouldStop()) return;
     }
-    if (std::chrono::steady_clock::now() > deadline) ereport(ERROR, errmsg("parallel worker %d was never stopped", n));
+    if (std::chrono::steady_clock::now() > deadline) {
+      GaveUpCount().fetch_add(1);
+      ereport(ERROR, errmsg("parallel worker %d was never stopped", n));
+    }
     std::this_thread::sleep_for(1ms);
   }
 }
 
 const bool registered = [] {
+  GaveUpCount();
   RegisterParallelEntry("cancel.both", &SpinEntry<true, true>);
   RegisterParallelEntry("cancel.flag", &SpinEntry<false, true>);
   RegisterParallelEntry("cancel.interrupts", &SpinEntry<true, false>);
@@ -97,7 +119,9 @@ class ParallelCancelTest : public ParallelModeTest {
     // first, and its ERROR (57014 as well) ends the wait.
     EXPECT_EQ(e->sqlstate(), ERRCODE_QUERY_CANCELED) << e->Format();
     const std::vector<pid_t> pids{s->pid[0].load(), s->pid[1].load()};
+    const std::uint32_t gave_up = GaveUpCount().load();
     DestroyParallelContext(pcxt);  // the workers still spin: it stops them
+    EXPECT_EQ(GaveUpCount().load(), gave_up) << "a worker was not stopped but ran out its 30 s";
     if (GetParam() == ParallelLaunchMode::kProcess) {
       for (pid_t pid : pids) EXPECT_EQ(kill(pid, 0), -1) << "worker " << pid << " is still there";
     }
@@ -112,10 +136,30 @@ TEST_P(ParallelCancelTest, CancelFromAnotherThreadEndsTheWaitAndDestroyStopsTheW
 TEST_P(ParallelCancelTest, EntriesThatOnlyPollTheStopFlagAreStopped) { CancelTheWaitFromAnotherThread("cancel.flag"); }
 
 TEST_P(ParallelCancelTest, EntriesThatOnlyCheckForInterruptsAreStopped) {
-  // A thread is only told through the flag (a cancel would be the whole
-  // process's): parallel.h asks entries to poll it.
-  if (GetParam() == ParallelLaunchMode::kThread) GTEST_SKIP() << "thread workers stop through the flag only";
   CancelTheWaitFromAnotherThread("cancel.interrupts");
+}
+
+TEST_P(ParallelCancelTest, DestroyingBeforeTheWorkersAttachLeavesTheLeaderUncancelled) {
+  // Workers that attach after the stop flag is set take it as their own
+  // cancel; one that returns through the flag without a check must not leave
+  // a cancel behind for its leader (in thread mode the process is the
+  // leader's) nor for the next context's wait. Repeated: which workers
+  // attach before the destroy is up to the scheduler.
+  for (int round = 0; round < 20; ++round) {
+    for (const char* entry : {"cancel.flag", "cancel.interrupts"}) {
+      SpinState* s = nullptr;
+      ParallelContext* pcxt = Start(entry, 2, &s);
+      DestroyParallelContext(pcxt);
+      ASSERT_FALSE(InterruptPending.load()) << "round " << round << ", " << entry;
+    }
+  }
+  MessageCapture notices;
+  SpinState* s = nullptr;
+  ParallelContext* pcxt = Start("cancel.flag", 2, &s);
+  ASSERT_TRUE(WaitUntil([&] { return s->ready[0].load() && s->ready[1].load(); }));
+  EXPECT_FALSE(CatchError([&] { CheckParallelWorkers(pcxt); }).has_value());
+  DestroyParallelContext(pcxt);
+  EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
 }
 
 TEST_P(ParallelCancelTest, PendingCancelEndsTheAttachWait) {

@@ -190,7 +190,9 @@ class CancelWatchdog {
 class ParallelFailureTest : public ParallelModeTest {
  protected:
   void TearDown() override {
-    InterruptPending.store(false);  // a watchdog's cancel nobody consumed
+    // Only a watchdog that fired (a failure already reported) may leave one.
+    EXPECT_FALSE(InterruptPending.load()) << "a cancel was left pending";
+    InterruptPending.store(false);
     QueryCancelPending.store(false);
     DsmTest::TearDown();
   }
@@ -240,7 +242,8 @@ class ParallelFailureTest : public ParallelModeTest {
     s->release.store(1);
     LaunchParallelWorkers(pcxt);
     EXPECT_EQ(pcxt->nworkers_launched, 2);
-    EXPECT_FALSE(CatchError([&] { WaitForParallelWorkersToFinish(pcxt); }).has_value());
+    const std::optional<Error> e = CatchError([&] { WaitForParallelWorkersToFinish(pcxt); });
+    EXPECT_FALSE(e.has_value()) << e->Format();
     EXPECT_EQ(s->runs.load(), 2u);
     DestroyParallelContext(pcxt);
   }

@@ -139,6 +139,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   CurrentMemoryContext = worker_context;
   CurrentResourceOwner = owner;
   worker_number = number;
+  const ThreadCancel saved_cancel = ThisThreadCancel;
 
   dsm_segment* seg = leader_seg;
   bool own_segment = false;
@@ -164,9 +165,12 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     if (shared->magic != kParallelMagic || number < 0 || number >= shared->nworkers)
       ereport(ERROR, errcode(ERRCODE_INTERNAL_ERROR), errmsg("parallel worker %d: bad fixed state", number));
     worker_shared = shared;
-    // A stop sent before this worker read its job (a pool process clears
-    // stale cancels when it takes one) must still stop it.
-    if (shared->stop.load(std::memory_order_acquire) != 0) RequestCancel();
+    // The context's stop flag cancels this worker's CHECK_FOR_INTERRUPTS,
+    // including a stop sent before it read its job. It is this thread's own
+    // cancel, not the process's: a thread worker must not cancel its leader
+    // or the workers of other contexts (a process worker also gets SIGTERM,
+    // which interrupts its blocking waits).
+    ThisThreadCancel = ThreadCancel{&shared->stop, false};
     // A warm worker was forked before the leader last changed its level.
     if (mode == ParallelLaunchMode::kPool) SetMinMessageLevel(shared->min_message_level);
     shared->workers[number].pid.store(static_cast<std::int32_t>(getpid()), std::memory_order_relaxed);
@@ -242,6 +246,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   MemoryContextDelete(worker_context);
   worker_number = -1;
   worker_shared = nullptr;
+  ThisThreadCancel = saved_cancel;  // before the segment may go (below)
   if (shared != nullptr) {
     // After this store the leader may free the segment (thread mode: unmap
     // it). A process worker keeps its own mapping until dsm_detach below, so

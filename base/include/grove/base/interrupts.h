@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 
 namespace grove {
 
@@ -20,8 +21,43 @@ extern std::atomic<bool> QueryCancelPending;
 /// Requests a cancel. Async-signal-safe (lock-free atomics only).
 void RequestCancel() noexcept;
 
+/// A thread's own cancel: while set, this thread's CHECK_FOR_INTERRUPTS()
+/// also raises the cancel ERROR once the word it points to becomes nonzero
+/// (once per time the word is installed: the word stays set, the ERROR is
+/// not repeated). A parallel worker thread installs its context's stop flag
+/// here, because a process-wide cancel would also reach its leader and the
+/// other contexts' workers. The word must outlive the installation.
+struct ThreadCancel {
+  const std::atomic<std::uint32_t>* word = nullptr;
+  bool delivered = false;
+};
+extern thread_local ThreadCancel ThisThreadCancel;
+
+/// Installs `word` as this thread's cancel until destroyed (then restores
+/// the previous one).
+class ScopedThreadCancel {
+ public:
+  explicit ScopedThreadCancel(const std::atomic<std::uint32_t>* word) noexcept : saved_(ThisThreadCancel) {
+    ThisThreadCancel = ThreadCancel{word, false};
+  }
+  ~ScopedThreadCancel() { ThisThreadCancel = saved_; }
+  ScopedThreadCancel(const ScopedThreadCancel&) = delete;
+  ScopedThreadCancel& operator=(const ScopedThreadCancel&) = delete;
+
+ private:
+  ThreadCancel saved_;
+};
+
+/// True if this thread's CHECK_FOR_INTERRUPTS has something to act on.
+inline bool InterruptsPendingHere() noexcept {
+  if (__builtin_expect(InterruptPending.load(std::memory_order_relaxed), 0)) return true;
+  const ThreadCancel& tc = ThisThreadCancel;
+  return __builtin_expect(tc.word != nullptr && !tc.delivered && tc.word->load(std::memory_order_relaxed) != 0, 0);
+}
+
 /// Raises ERROR "canceling statement due to user request" (SQLSTATE 57014)
-/// if a cancel is pending, clearing it.
+/// if a cancel is pending (process-wide, clearing it; or this thread's own,
+/// marking it delivered).
 void ProcessInterrupts();
 
 /// Installs a SIGINT handler that calls RequestCancel (for command-line
@@ -30,8 +66,7 @@ bool InstallCancelSignalHandler() noexcept;
 
 }  // namespace grove
 
-#define CHECK_FOR_INTERRUPTS()                                                                \
-  do {                                                                                        \
-    if (__builtin_expect(::grove::InterruptPending.load(std::memory_order_relaxed), 0)) \
-      ::grove::ProcessInterrupts();                                                           \
+#define CHECK_FOR_INTERRUPTS()                                 \
+  do {                                                         \
+    if (::grove::InterruptsPendingHere()) ::grove::ProcessInterrupts(); \
   } while (0)

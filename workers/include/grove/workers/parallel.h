@@ -36,9 +36,10 @@
 // parallel worker" ("parallel worker failed to initialize" if it never
 // attached); workers exit when their leader dies (PR_SET_PDEATHSIG); a
 // cancel in the leader (Ctrl-C, CHECK_FOR_INTERRUPTS) stops the waits, and
-// destroying the context tells the workers to stop (SIGTERM to processes, a
-// flag for threads: entries poll ParallelWorkerShouldStop() or call
-// CHECK_FOR_INTERRUPTS()).
+// destroying the context tells the workers to stop: its stop flag cancels
+// each worker's next CHECK_FOR_INTERRUPTS() (that worker's thread only, never
+// the leader), processes also get SIGTERM to end their blocking waits, and
+// entries that do not check interrupts may poll ParallelWorkerShouldStop().
 //
 // A context belongs to CurrentResourceOwner when created (kind "parallel
 // context"): one left at end of transaction is destroyed, with a WARNING
