@@ -8,6 +8,7 @@
 // unmapped).
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
@@ -47,7 +48,7 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "reference counts
 }  // namespace
 
 struct dsm_segment {
-  dsm_handle handle;
+  dsm_handle handle;  // DSM_HANDLE_INVALID: a private segment (heap memory, never shared)
   pid_t attach_pid;  // the process that attached; a forked child only unmaps
   char* base;  // the mapping, header included
   std::size_t mapped;
@@ -82,6 +83,8 @@ void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name =
 void ReleaseFromOwner(Datum res) { DetachInternal(DatumGetPointer<dsm_segment>(res), false); }
 char* PrintSegment(Datum res) {
   const dsm_segment* seg = DatumGetPointer<dsm_segment>(res);
+  if (seg->handle == DSM_HANDLE_INVALID)
+    return psprintf("private dynamic shared memory segment of %zu bytes", seg->header()->user_size);
   return psprintf("dynamic shared memory segment %s", SegmentName(seg->handle).c_str() + 1);
 }
 
@@ -159,6 +162,14 @@ void DropReference(dsm_handle handle, SegmentHeader* header) {
 }
 
 void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name) {
+  const bool is_private = seg->handle == DSM_HANDLE_INVALID;
+  if (is_private && seg->attach_pid != getpid()) {
+    // Inherited through fork: the memory is this child's copy of the
+    // parent's heap, the callbacks are the parent's (not run).
+    std::free(seg->base);
+    delete seg;
+    return;
+  }
   if (seg->attach_pid != getpid()) {
     // Inherited through fork: the reference and callbacks are the parent's.
     munmap(seg->base, seg->mapped);
@@ -181,6 +192,11 @@ void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name) 
     }
     auto [function, arg] = next;
     function(seg, arg);
+  }
+  if (is_private) {
+    std::free(seg->base);
+    delete seg;
+    return;
   }
   Untrack(seg);
   SegmentHeader* header = seg->header();
@@ -293,6 +309,30 @@ dsm_segment* CreateSegment(pid_t owner, std::size_t size, int flags) {
 
 dsm_segment* dsm_create(std::size_t size, int flags) { return CreateSegment(getpid(), size, flags); }
 
+dsm_segment* dsm_create_private(std::size_t size) {
+  EnsureInitialized();  // the resource kind's release
+  if (size > (std::size_t{1} << 46))
+    ereport(ERROR, errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("invalid shared memory segment size %zu", size));
+  if (CurrentResourceOwner != nullptr) ResourceOwnerEnlarge(CurrentResourceOwner);
+  // The same layout as a shared segment (header page, then the page-aligned
+  // area), so that every accessor works unchanged; no name, no registry.
+  const std::size_t total = kHeaderBytes + PageRound(size == 0 ? 1 : size);
+  std::unique_ptr<dsm_segment> seg(new dsm_segment{DSM_HANDLE_INVALID, getpid(), nullptr, 0, nullptr, {}, {}, nullptr});
+  void* base = std::aligned_alloc(kHeaderBytes, total);
+  if (base == nullptr)
+    ereport(ERROR, errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory"),
+            errdetail("Failed on a private segment of %zu bytes.", total));
+  std::memset(base, 0, total);
+  auto* header = static_cast<SegmentHeader*>(base);
+  header->user_size = size;
+  header->refcnt.store(1, std::memory_order_relaxed);
+  header->magic = kSegmentMagic;
+  seg->base = static_cast<char*>(base);
+  seg->mapped = total;
+  RememberInCurrentOwner(seg.get());
+  return seg.release();
+}
+
 dsm_segment* dsm_create_owned_by(pid_t owner, std::size_t size, int flags) {
   if (owner <= 0)
     ereport(ERROR, errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid owner process %d", static_cast<int>(owner)));
@@ -366,6 +406,10 @@ void dsm_unpin_mapping(dsm_segment* seg) {
 }
 
 void dsm_pin_segment(dsm_segment* seg) {
+  if (seg->handle == DSM_HANDLE_INVALID)
+    ereport(ERROR, errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+            errmsg("cannot pin a private dynamic shared memory segment"),
+            errdetail("A private segment lives in this process's memory and ends with its detach."));
   SegmentHeader* header = seg->header();
   // The pin's reference exists before the pin is visible, so a concurrent
   // unpin can never drop a reference that was not taken yet.

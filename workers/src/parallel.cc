@@ -106,10 +106,10 @@ bool PollWorkers(ParallelContext* pcxt, bool need_attach_only) {
 }
 
 void WaitForWorkers(ParallelContext* pcxt, bool attach_only) {
-  std::atomic<std::uint32_t>* word = LeaderWakeupWord(pcxt->shared, pcxt->mode);
+  LeaderWakeup* wakeup = LeaderWakeupOf(pcxt->shared, pcxt->mode);
   for (;;) {
     CHECK_FOR_INTERRUPTS();
-    const std::uint32_t seen = word->load(std::memory_order_acquire);
+    const std::uint32_t seen = wakeup->word.load(std::memory_order_acquire);
     if (PollWorkers(pcxt, attach_only)) return;
     // Process workers that said their last word are waited for on their
     // pidfds: an exit bumps no word, and the timeout below would make every
@@ -117,7 +117,7 @@ void WaitForWorkers(ParallelContext* pcxt, bool attach_only) {
     if (WaitForWorkerProcessExit(pcxt, 10)) continue;
     // Workers bump the word on every message and state change; the timeout
     // bounds how late a death (which bumps nothing) is noticed.
-    WaitForLeaderWakeup(word, seen, 10);
+    WaitForLeaderWakeup(wakeup, seen, 10);
   }
 }
 
@@ -191,7 +191,9 @@ void InitializeParallelDSM(ParallelContext* pcxt) {
     const ResourceOwner saved = CurrentResourceOwner;
     CurrentResourceOwner = nullptr;  // the context holds its segment itself
     try {
-      pcxt->seg = dsm_create(size);
+      // Thread workers share the leader's address space: a private segment
+      // spares the shm_open/mmap/munmap/unlink of a shared one per context.
+      pcxt->seg = pcxt->mode == ParallelLaunchMode::kThread ? dsm_create_private(size) : dsm_create(size);
     } catch (...) {
       CurrentResourceOwner = saved;
       throw;

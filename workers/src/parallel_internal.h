@@ -34,6 +34,15 @@ inline constexpr std::uint32_t kWorkerExited = 2;     // done with the segment: 
 
 }  // namespace parallel_internal
 
+/// What a waiting leader sleeps on. Workers bump `word` on every event and
+/// make the wake-up system call only when a leader is asleep (`sleepers`):
+/// the bump and the check are sequentially consistent against the leader's
+/// registration and re-check, so a wake-up is never lost.
+struct LeaderWakeup {
+  std::atomic<std::uint32_t> word;
+  std::atomic<std::uint32_t> sleepers;
+};
+
 struct WorkerSlot {
   std::atomic<std::uint32_t> state;
   std::atomic<std::int32_t> pid;
@@ -47,7 +56,7 @@ struct ParallelShared {
   std::int32_t nworkers;
   std::int32_t min_message_level;  // the leader's, for warm workers forked before it changed
   std::atomic<std::uint32_t> stop;           // the leader is tearing down: stop
-  std::atomic<std::uint32_t> leader_wakeup;  // futex word: bumped by workers on every event
+  LeaderWakeup leader_wakeup;                // the process modes' (thread mode: LeaderWakeupOf)
   WorkerSlot workers[1];                     // nworkers of them
 };
 namespace parallel_internal {
@@ -60,16 +69,19 @@ inline constexpr char kMessageTerminate = 'X';  // the worker finished cleanly
 std::string SerializeReport(const ErrorData& data);
 bool DeserializeReport(const char* data, std::size_t n, ErrorData* out);
 
-/// The futex word a leader sleeps on while it waits for its workers: the
-/// segment's leader_wakeup in the process modes; in thread mode a word of
-/// this process that is never freed (`shared` is not read), because a
-/// thread worker's last wake-up comes after its kWorkerExited, when the
-/// leader may already have unmapped the segment.
-std::atomic<std::uint32_t>* LeaderWakeupWord(ParallelShared* shared, ParallelLaunchMode mode);
-/// Bumps the leader's futex word and wakes it.
-void WakeLeader(ParallelShared* shared, ParallelLaunchMode mode);
-/// Sleeps until `word` moves from `seen` or `timeout_ms` passes.
-void WaitForLeaderWakeup(std::atomic<std::uint32_t>* word, std::uint32_t seen, int timeout_ms);
+/// What a leader sleeps on while it waits for its workers: the segment's
+/// leader_wakeup in the process modes; in thread mode one of this process
+/// that is never freed (`shared` is not read), because a thread worker's
+/// last wake-up comes after its kWorkerExited, when the leader may already
+/// have freed the segment.
+LeaderWakeup* LeaderWakeupOf(ParallelShared* shared, ParallelLaunchMode mode);
+/// Bumps the word, and wakes the leaders asleep on it if there are any.
+void WakeLeader(LeaderWakeup* wakeup);
+inline void WakeLeader(ParallelShared* shared, ParallelLaunchMode mode) { WakeLeader(LeaderWakeupOf(shared, mode)); }
+/// Returns once the word has moved from `seen` or `timeout_ms` has passed:
+/// first spinning briefly (a worker's next event is often microseconds
+/// away, and a sleep and wake-up cost more), then asleep.
+void WaitForLeaderWakeup(LeaderWakeup* wakeup, std::uint32_t seen, int timeout_ms);
 
 /// ParallelWorkerMain's result when it failed before it could find its slot
 /// (the segment or its TOC unusable): nothing told the leader.

@@ -346,11 +346,11 @@ void StopAndWait(ParallelContext* pcxt, int i) {
       pcxt->shared->workers[i].state.load() != kWorkerExited)
     kill(w.pid, SIGTERM);
   int waited_ms = 0;
-  std::atomic<std::uint32_t>* word = LeaderWakeupWord(pcxt->shared, pcxt->mode);
+  LeaderWakeup* wakeup = LeaderWakeupOf(pcxt->shared, pcxt->mode);
   while (WorkerRunning(pcxt, i, &status)) {
-    const std::uint32_t seen = word->load(std::memory_order_acquire);
+    const std::uint32_t seen = wakeup->word.load(std::memory_order_acquire);
     if (!WorkerRunning(pcxt, i, &status)) break;
-    WaitForLeaderWakeup(word, seen, 10);
+    WaitForLeaderWakeup(wakeup, seen, 10);
     waited_ms += 10;
     if (waited_ms >= kStopGraceMs && pcxt->mode != ParallelLaunchMode::kThread) {
       // Deaf to the stop: killed. (A thread cannot be; the context waits.)

@@ -1,5 +1,6 @@
 // A parallel worker's life (any launch mode), the registry of entry points,
 // and the messages a worker sends its leader through its error queue.
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "grove/contexts/memutils.h"
 #include "grove/contexts/palloc.h"
 #include "grove/resowner/resowner.h"
+#include "grove/workers/latch.h"
 #include "parallel_internal.h"
 
 namespace grove {
@@ -105,22 +107,35 @@ bool DeserializeReport(const char* data, std::size_t n, ErrorData* out) {
   return r.p == r.end;
 }
 
-std::atomic<std::uint32_t>* LeaderWakeupWord(ParallelShared* shared, ParallelLaunchMode mode) {
-  // Every thread-mode leader of the process sleeps on this one word: a
-  // wake-up meant for another leader only makes it poll once more.
-  static std::atomic<std::uint32_t> thread_leaders_wakeup{0};
+LeaderWakeup* LeaderWakeupOf(ParallelShared* shared, ParallelLaunchMode mode) {
+  // Every thread-mode leader of the process sleeps on this one: a wake-up
+  // meant for another leader only makes it poll once more.
+  static LeaderWakeup thread_leaders_wakeup{};
   return mode == ParallelLaunchMode::kThread ? &thread_leaders_wakeup : &shared->leader_wakeup;
 }
 
-void WakeLeader(ParallelShared* shared, ParallelLaunchMode mode) {
-  std::atomic<std::uint32_t>* word = LeaderWakeupWord(shared, mode);
-  word->fetch_add(1, std::memory_order_release);
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+void WakeLeader(LeaderWakeup* wakeup) {
+  wakeup->word.fetch_add(1, std::memory_order_seq_cst);
+  if (wakeup->sleepers.load(std::memory_order_seq_cst) != 0)
+    syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wakeup->word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
-void WaitForLeaderWakeup(std::atomic<std::uint32_t>* word, std::uint32_t seen, int timeout_ms) {
+void WaitForLeaderWakeup(LeaderWakeup* wakeup, std::uint32_t seen, int timeout_ms) {
+  // About 20 µs of polling: longer than a worker needs to attach or to
+  // return from a trivial entry, short beside any real wait.
+  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+  for (int i = 0;; ++i) {
+    if (wakeup->word.load(std::memory_order_acquire) != seen) return;
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() >= spin_until) break;
+    CpuRelaxForLatch();
+  }
+  // Registered before the kernel re-checks the word: a worker that bumps
+  // it after this sees a sleeper and wakes us, one that bumped it before
+  // makes FUTEX_WAIT return at once.
+  wakeup->sleepers.fetch_add(1, std::memory_order_seq_cst);
   timespec ts{timeout_ms / 1000, static_cast<long>(timeout_ms % 1000) * 1000000L};
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wakeup->word), FUTEX_WAIT, seen, &ts, nullptr, 0);
+  wakeup->sleepers.fetch_sub(1, std::memory_order_relaxed);
 }
 
 parallel_worker_main_type LookupParallelEntry(const char* name) {
@@ -252,17 +267,18 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     // it). A process worker keeps its own mapping until dsm_detach below, so
     // it bumps the segment's word before the store and wakes the leader
     // after it; a thread worker wakes its leader through a word of the
-    // process (LeaderWakeupWord), which the store does not free. (A process
+    // process (LeaderWakeupOf), which the store does not free. (A process
     // worker's exit itself wakes nobody: the leader waits for it on a pidfd,
     // WaitForWorkerProcessExit.)
     if (mode == ParallelLaunchMode::kThread) {
       shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
       WakeLeader(nullptr, mode);
     } else {
-      std::atomic<std::uint32_t>* word = &shared->leader_wakeup;
-      word->fetch_add(1, std::memory_order_release);
-      shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
-      syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+      LeaderWakeup* wakeup = &shared->leader_wakeup;
+      wakeup->word.fetch_add(1, std::memory_order_seq_cst);
+      shared->workers[number].state.store(kWorkerExited, std::memory_order_seq_cst);
+      if (wakeup->sleepers.load(std::memory_order_seq_cst) != 0)
+        syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wakeup->word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
     }
   }
   if (own_segment) dsm_detach(seg);

@@ -55,6 +55,13 @@ dsm_segment* dsm_create(std::size_t size, int flags = 0);
 /// after its crash), and outlives this process. ERROR if `owner` is not
 /// running or has no registry (it has never created a segment).
 dsm_segment* dsm_create_owned_by(pid_t owner, std::size_t size, int flags = 0);
+/// A segment in this process's own memory (zeroed): every call above and
+/// below works on it except that it has no handle (dsm_segment_handle gives
+/// DSM_HANDLE_INVALID), cannot be attached or pinned, and is freed by its
+/// detach. For memory shared only by threads of one process with code
+/// written for segments (a thread-mode parallel context), at none of the
+/// cost of creating and removing a shared segment. Owned as dsm_create's.
+dsm_segment* dsm_create_private(std::size_t size);
 /// Attaches an existing segment. ERROR if it does not exist (any more), or
 /// if this process already has it attached (use dsm_find_mapping).
 dsm_segment* dsm_attach(dsm_handle handle);

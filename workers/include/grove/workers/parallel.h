@@ -29,7 +29,9 @@
 // * kPool: forked processes kept warm between contexts (the process pays
 //   fork once, not per context);
 // * kThread: threads of a oneTBB task_arena; each with its own memory
-//   context tree and resource owner.
+//   context tree and resource owner. The context's segment is private
+//   memory (dsm_create_private): it has no handle, and nothing outside the
+//   process can attach it.
 //
 // Failure handling: a worker killed by a signal or exiting without its
 // final report fails the leader's next wait with "lost connection to
