@@ -161,6 +161,22 @@ void DropReference(dsm_handle handle, SegmentHeader* header) {
   }
 }
 
+// The detach callbacks, last registered first; each is removed before it
+// runs (so one registered by a callback runs too).
+void RunDetachCallbacks(dsm_segment* seg) {
+  for (;;) {
+    std::pair<on_dsm_detach_callback, Datum> next;
+    {
+      std::lock_guard<std::mutex> lock(seg->callbacks_mutex);
+      if (seg->callbacks.empty()) break;
+      next = seg->callbacks.back();
+      seg->callbacks.pop_back();
+    }
+    auto [function, arg] = next;
+    function(seg, arg);
+  }
+}
+
 void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name) {
   const bool is_private = seg->handle == DSM_HANDLE_INVALID;
   if (is_private && seg->attach_pid != getpid()) {
@@ -181,18 +197,7 @@ void DetachInternal(dsm_segment* seg, bool forget_from_owner, bool remove_name) 
   if (forget_from_owner && seg->owner != nullptr)
     ResourceOwnerForget(seg->owner, PointerGetDatum(seg), &kDsmSegmentResourceKind);
   seg->owner = nullptr;
-  // Callbacks, last registered first; each is removed before it runs.
-  for (;;) {
-    std::pair<on_dsm_detach_callback, Datum> next;
-    {
-      std::lock_guard<std::mutex> lock(seg->callbacks_mutex);
-      if (seg->callbacks.empty()) break;
-      next = seg->callbacks.back();
-      seg->callbacks.pop_back();
-    }
-    auto [function, arg] = next;
-    function(seg, arg);
-  }
+  RunDetachCallbacks(seg);
   if (is_private) {
     std::free(seg->base);
     delete seg;
@@ -475,6 +480,8 @@ void on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg)
   std::lock_guard<std::mutex> lock(seg->callbacks_mutex);
   seg->callbacks.emplace_back(function, arg);
 }
+
+void dsm_run_detach_callbacks(dsm_segment* seg) { RunDetachCallbacks(seg); }
 
 void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg) {
   std::lock_guard<std::mutex> lock(seg->callbacks_mutex);

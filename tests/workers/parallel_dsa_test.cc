@@ -141,7 +141,7 @@ class ParallelDsaTest : public ParallelModeTest {
     VerifyAndFree(area, shared);
     dsa_detach(area);
     DestroyParallelContext(pcxt);  // detaching the segment releases the area: its segments go
-    EXPECT_EQ(SegmentNamesOf(self_), before_) << "the area's segments are left";
+    EXPECT_EQ(NamesWithoutRecycled(), before_) << "the area's segments are left";
   }
 
   std::vector<std::string> before_;
@@ -161,7 +161,7 @@ TEST_P(ParallelDsaTest, AreaOfItsOwnByHandle) {
   VerifyAndFree(area, shared);
   DestroyParallelContext(pcxt);  // the area outlives the context
   dsa_detach(area);              // the last attachment: the area goes
-  EXPECT_EQ(SegmentNamesOf(self_), before_) << "the area's segments are left";
+  EXPECT_EQ(NamesWithoutRecycled(), before_) << "the area's segments are left";
 }
 
 TEST_P(ParallelDsaTest, AttachmentLeftByAWorkerIsReleasedByItsTransaction) {
@@ -185,7 +185,7 @@ TEST_P(ParallelDsaTest, AttachmentLeftByAWorkerIsReleasedByItsTransaction) {
   VerifyAndFree(area, shared);  // released attachments, intact objects
   DestroyParallelContext(pcxt);
   dsa_detach(area);
-  EXPECT_EQ(SegmentNamesOf(self_), before_) << "the area's segments are left";
+  EXPECT_EQ(NamesWithoutRecycled(), before_) << "the area's segments are left";
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ParallelDsaTest, AllLaunchModes(), LaunchModeName);

@@ -134,13 +134,20 @@ TEST_P(ParallelRepeatTest, HundredContextsLeaveNothingBehind) {
   // Only the pool's processes may be children of this process; outside pool
   // mode there are none at all.
   if (mode != ParallelLaunchMode::kPool) ShutdownParallelWorkerPool();
-  const std::vector<std::string> names_before = SegmentNamesOf(self_);
-  const std::size_t created_before = dsm_created_segment_count();
+  const std::vector<std::string> names_at_start = NamesWithoutRecycled();
   const std::size_t threads_before = Threads();
 
   // Warm-up: the pool's processes, the thread arena, the leader's allocator
-  // blocks, the segment registry.
+  // blocks, the segment registry, and the segment that every later context
+  // of the process modes reuses (recycled by DestroyParallelContext).
   ASSERT_EQ(OneContext(), "");
+  const std::vector<std::string> names_before = SegmentNamesOf(self_);
+  const std::size_t created_before = dsm_created_segment_count();
+  if (mode == ParallelLaunchMode::kThread) {
+    EXPECT_EQ(names_before, names_at_start) << "a thread-mode context's segment is private";
+  } else {
+    EXPECT_EQ(NewNames(names_at_start, names_before).size(), 1u) << "the first context's segment, kept for reuse";
+  }
   const std::size_t fds = OpenFileDescriptors();
   const int pool_size = ParallelWorkerPoolSize();
 
@@ -176,6 +183,7 @@ TEST_P(ParallelRepeatTest, HundredContextsLeaveNothingBehind) {
     EXPECT_EQ(Threads(), threads_before);
   }
   ExpectWarmWorkersDoNotGrow();
+  EXPECT_EQ(NamesWithoutRecycled(), names_at_start) << "the kept segment is removed on request";
 
   if (mode == ParallelLaunchMode::kPool) {
     EXPECT_GE(pool_size, kWorkers);

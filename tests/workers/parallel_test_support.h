@@ -28,7 +28,17 @@ namespace grove::test {
 
 /// A DsmTest run once per launch mode: GetParam() is the mode its contexts
 /// use.
-class ParallelModeTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {};
+class ParallelModeTest : public DsmTest, public ::testing::WithParamInterface<ParallelLaunchMode> {
+ protected:
+  void ReleaseKeptSegments() override { ReleaseRecycledParallelSegments(); }
+
+  /// This process's segment names once the segments kept for reuse by
+  /// destroyed contexts are removed: what a leaked context would still hold.
+  std::vector<std::string> NamesWithoutRecycled() {
+    ReleaseRecycledParallelSegments();
+    return SegmentNamesOf(self_);
+  }
+};
 
 /// Every launch mode, for INSTANTIATE_TEST_SUITE_P.
 inline auto AllLaunchModes() {

@@ -148,7 +148,7 @@ class ParallelXactTest : public ParallelModeTest {
 
   /// The context is gone: its segment, its workers.
   void ExpectContextGone() {
-    EXPECT_EQ(SegmentNamesOf(self_), segments_before_) << "the context's segment is left";
+    EXPECT_EQ(NamesWithoutRecycled(), segments_before_) << "the context's segment is left";
     if (GetParam() == ParallelLaunchMode::kProcess) {
       errno = 0;
       EXPECT_TRUE(waitpid(-1, nullptr, WNOHANG) == -1 && errno == ECHILD) << "a worker process is left";

@@ -4,8 +4,10 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <mutex>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 #include "grove/base/interrupts.h"
 #include "grove/contexts/context_switch.h"
@@ -154,7 +156,96 @@ void StopWorkers(ParallelContext* pcxt) {
   }
 }
 
+// --- recycled segments -----------------------------------------------------------------------
+//
+// A process-mode or pool-mode context whose launched workers all marked
+// themselves exited leaves its segment to the next context of this process
+// instead of removing it: creating, sizing, mapping, unmapping and removing
+// a shared segment cost a leader tens of microseconds per context, and a
+// pool process keeps the segment of its last job mapped, so a recycled
+// segment spares it the attach too. Invariant: a cached segment has no user
+// left but this process (every worker detached or ran its detach callbacks
+// before it marked itself exited, and a pool process that keeps it mapped
+// does not touch it between jobs), no detach callbacks, and is
+// process-owned.
+
+constexpr std::size_t kRecycledSegmentsMax = 4;
+constexpr std::size_t kRecycledSegmentMaxBytes = std::size_t{1} << 20;
+
+struct SegmentCache {
+  std::mutex mutex;
+  pid_t owner = 0;  // the process whose segments these are (a forked child has none)
+  std::vector<dsm_segment*> segments;
+};
+
+SegmentCache& TheSegmentCache() {
+  static SegmentCache* cache = new SegmentCache;  // never destroyed: the names go with the registry at exit
+  return *cache;
+}
+
+// Cache lock held: forgets a parent's segments in a forked child.
+void ForgetSegmentsIfForked(SegmentCache& c) {
+  if (c.owner == getpid()) return;
+  c.segments.clear();
+  c.owner = getpid();
+}
+
+// A cached segment of at least `size` bytes, its first `size` bytes zeroed
+// (all a context uses: its TOC is that long); nullptr if none.
+dsm_segment* TakeRecycledSegment(std::size_t size) {
+  SegmentCache& c = TheSegmentCache();
+  dsm_segment* seg = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    ForgetSegmentsIfForked(c);
+    for (auto it = c.segments.begin(); it != c.segments.end(); ++it) {
+      if (dsm_segment_map_length(*it) >= size) {
+        seg = *it;
+        c.segments.erase(it);
+        break;
+      }
+    }
+  }
+  if (seg != nullptr) std::memset(dsm_segment_address(seg), 0, size);
+  return seg;
+}
+
+// Keeps `seg` for a later context if it is small enough and there is room;
+// otherwise detaches and removes it.
+void RecycleOrRemoveSegment(dsm_segment* seg) {
+  dsm_run_detach_callbacks(seg);  // the ended context's (queues, areas in place)
+  if (dsm_segment_map_length(seg) <= kRecycledSegmentMaxBytes) {
+    SegmentCache& c = TheSegmentCache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    ForgetSegmentsIfForked(c);
+    if (c.segments.size() < kRecycledSegmentsMax) {
+      c.segments.push_back(seg);
+      return;
+    }
+  }
+  dsm_detach_and_remove(seg);
+}
+
+// Whether every launched worker said it is done with the segment (none was
+// killed while attached, none may still write to it).
+bool AllWorkersExitedCleanly(const ParallelContext* pcxt) {
+  for (int i = 0; i < pcxt->nworkers_launched; ++i)
+    if (pcxt->shared->workers[i].state.load(std::memory_order_acquire) != kWorkerExited) return false;
+  return true;
+}
+
 }  // namespace
+
+void ReleaseRecycledParallelSegments() {
+  SegmentCache& c = TheSegmentCache();
+  std::vector<dsm_segment*> segments;
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    ForgetSegmentsIfForked(c);
+    segments.swap(c.segments);
+  }
+  for (dsm_segment* seg : segments) dsm_detach_and_remove(seg);
+}
 
 ParallelContext* CreateParallelContext(const char* entry_name, int nworkers, ParallelLaunchMode mode) {
   if (entry_name == nullptr || LookupParallelEntry(entry_name) == nullptr)
@@ -193,7 +284,12 @@ void InitializeParallelDSM(ParallelContext* pcxt) {
     try {
       // Thread workers share the leader's address space: a private segment
       // spares the shm_open/mmap/munmap/unlink of a shared one per context.
-      pcxt->seg = pcxt->mode == ParallelLaunchMode::kThread ? dsm_create_private(size) : dsm_create(size);
+      if (pcxt->mode == ParallelLaunchMode::kThread) {
+        pcxt->seg = dsm_create_private(size);
+      } else {
+        pcxt->seg = TakeRecycledSegment(size);
+        if (pcxt->seg == nullptr) pcxt->seg = dsm_create(size);
+      }
     } catch (...) {
       CurrentResourceOwner = saved;
       throw;
@@ -280,7 +376,12 @@ void DestroyParallelContext(ParallelContext* pcxt) {
   DetachErrorQueues(pcxt);
   // Every worker is gone now; one killed while attached never dropped its
   // reference, so the count cannot be trusted to reach zero.
-  if (pcxt->seg != nullptr) dsm_detach_and_remove(pcxt->seg);
+  if (pcxt->seg != nullptr) {
+    if (pcxt->mode != ParallelLaunchMode::kThread && pcxt->shared != nullptr && AllWorkersExitedCleanly(pcxt))
+      RecycleOrRemoveSegment(pcxt->seg);
+    else
+      dsm_detach_and_remove(pcxt->seg);
+  }
   delete[] pcxt->worker;
   std::free(const_cast<char*>(pcxt->entry_name));
   delete pcxt;

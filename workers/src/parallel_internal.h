@@ -87,10 +87,11 @@ void WaitForLeaderWakeup(LeaderWakeup* wakeup, std::uint32_t seen, int timeout_m
 /// (the segment or its TOC unusable): nothing told the leader.
 inline constexpr int kWorkerFailedBeforeAttach = 2;
 
-/// A worker's whole life once started (any mode). `seg` is the leader's
-/// attachment in thread mode, nullptr in process modes (the worker
-/// attaches `handle` itself). Never throws; returns the process exit code
-/// a process worker should end with.
+/// A worker's whole life once started (any mode). `seg` is an attachment
+/// the worker borrows (the leader's in thread mode; the one a pool process
+/// keeps between jobs on the same segment), or nullptr: the worker attaches
+/// `handle` itself and detaches it at the end. Never throws; returns the
+/// process exit code a process worker should end with.
 int ParallelWorkerMain(dsm_handle handle, dsm_segment* seg, int worker_number, ParallelLaunchMode mode);
 
 /// Looks up a registered entry; nullptr if none.

@@ -96,7 +96,13 @@ void ForgetPoolIfForked(Pool& pool) {
   pool.owner = getpid();
 }
 
+/// A pool process keeps its last job's segment mapped (and its reference)
+/// for the next job on the same segment — a leader recycles its contexts'
+/// segments — if the mapping is at most this long.
+constexpr std::size_t kPoolKeptMappingMax = std::size_t{1} << 20;
+
 [[noreturn]] void PoolProcessLoop(int job_fd) {
+  dsm_segment* kept = nullptr;
   for (;;) {
     PoolJob job;
     std::size_t got = 0;
@@ -108,10 +114,27 @@ void ForgetPoolIfForked(Pool& pool) {
     }
     InterruptPending.store(false);  // a stop meant for the previous job
     QueryCancelPending.store(false);
+    if (kept != nullptr && dsm_segment_handle(kept) != job.handle) {
+      dsm_detach(kept);  // another segment now (its callbacks ran with its job)
+      kept = nullptr;
+    }
+    if (kept == nullptr) {
+      try {
+        kept = dsm_attach(job.handle);
+        dsm_pin_mapping(kept);
+      } catch (const Error& e) {
+        std::fprintf(stderr, "parallel worker %d: %s\n", job.worker, e.Format().c_str());
+        ExitWorkerProcess(kWorkerFailedBeforeAttach);
+      }
+    }
     // A job that could not even find its slot told the leader nothing: the
     // process ends, and its exit is what the leader sees.
-    if (ParallelWorkerMain(job.handle, nullptr, job.worker, ParallelLaunchMode::kPool) == kWorkerFailedBeforeAttach)
+    if (ParallelWorkerMain(job.handle, kept, job.worker, ParallelLaunchMode::kPool) == kWorkerFailedBeforeAttach)
       ExitWorkerProcess(kWorkerFailedBeforeAttach);
+    if (dsm_segment_map_length(kept) > kPoolKeptMappingMax) {
+      dsm_detach(kept);
+      kept = nullptr;
+    }
   }
 }
 

@@ -262,6 +262,12 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   worker_number = -1;
   worker_shared = nullptr;
   ThisThreadCancel = saved_cancel;  // before the segment may go (below)
+  // A process's detach callbacks (tuple queues, areas attached in place)
+  // touch the segment: they run before the exited mark, after which the
+  // leader may reuse the segment for another context (a process keeps no
+  // attachment's callbacks beyond its job). A thread's run with the
+  // leader's detach.
+  if (mode != ParallelLaunchMode::kThread && seg != nullptr) dsm_run_detach_callbacks(seg);
   if (shared != nullptr) {
     // After this store the leader may free the segment (thread mode: unmap
     // it). A process worker keeps its own mapping until dsm_detach below, so

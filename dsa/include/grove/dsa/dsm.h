@@ -95,6 +95,11 @@ using on_dsm_detach_callback = void (*)(dsm_segment* seg, Datum arg);
 /// Registers a callback run when this process detaches (LIFO). Must not throw.
 void on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg);
 void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Datum arg);
+/// Runs the detach callbacks now (last registered first) and forgets them,
+/// keeping the attachment: for an attachment reused for successive jobs (a
+/// pool worker's, a parallel context's recycled segment) whose callbacks
+/// belong to the job that ended. Must not be called from a callback.
+void dsm_run_detach_callbacks(dsm_segment* seg);
 
 /// Removes the segments of grove processes that died without cleaning up
 /// (their registries, and any "grove.<pid>.*" name of a dead pid). Runs

@@ -119,8 +119,14 @@ void WaitForParallelWorkersToFinish(ParallelContext* pcxt);
 /// "lost connection to parallel worker" for a dead one. Does not wait.
 void CheckParallelWorkers(ParallelContext* pcxt);
 /// Stops and waits for the workers, detaches the segment, frees everything.
-/// Never throws.
+/// Never throws. The segment of a process-mode or pool-mode context whose
+/// workers all finished normally is kept (up to 4 of at most 1 MiB) for this
+/// process's next contexts instead of being removed: see
+/// ReleaseRecycledParallelSegments.
 void DestroyParallelContext(ParallelContext* pcxt);
+/// Removes the segments kept by DestroyParallelContext for reuse (they are
+/// removed at exit anyway; for a program that wants /dev/shm empty now).
+void ReleaseRecycledParallelSegments();
 
 /// In a worker: its number (0-based); −1 in the leader. Per thread.
 int ParallelWorkerNumber();
