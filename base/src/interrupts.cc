@@ -19,13 +19,18 @@ void RequestCancel() noexcept {
 }
 
 void ProcessInterrupts() {
-  bool cancel = false;
-  if (InterruptPending.exchange(false, std::memory_order_acq_rel))
-    cancel = QueryCancelPending.exchange(false, std::memory_order_acq_rel);
   ThreadCancel& tc = ThisThreadCancel;
-  if (tc.word != nullptr && !tc.delivered && tc.word->load(std::memory_order_acquire) != 0) {
-    tc.delivered = true;
-    cancel = true;
+  if (tc.holdoff > 0) return;
+  bool cancel = false;
+  if (tc.word != nullptr) {
+    // This thread takes its own cancel only; the process's stays pending
+    // for the threads without one (a leader).
+    if (!tc.delivered && tc.word->load(std::memory_order_acquire) != 0) {
+      tc.delivered = true;
+      cancel = true;
+    }
+  } else if (InterruptPending.exchange(false, std::memory_order_acq_rel)) {
+    cancel = QueryCancelPending.exchange(false, std::memory_order_acq_rel);
   }
   if (cancel) ereport(ERROR, errcode(ERRCODE_QUERY_CANCELED), errmsg("canceling statement due to user request"));
 }

@@ -463,6 +463,9 @@ void dsm_unpin_segment(dsm_handle handle) {
             errmsg("cannot unpin dynamic shared memory segment %s: it is not pinned", name.c_str() + 1));
 }
 
+bool dsm_segment_is_pinned(dsm_segment* seg) { return seg->header()->pinned.load(std::memory_order_acquire) != 0; }
+bool dsm_mapping_is_pinned(dsm_segment* seg) { return seg->owner == nullptr; }
+
 void* dsm_segment_address(dsm_segment* seg) { return seg->base + kHeaderBytes; }
 std::size_t dsm_segment_map_length(dsm_segment* seg) { return seg->mapped - kHeaderBytes; }
 dsm_handle dsm_segment_handle(dsm_segment* seg) { return seg->handle; }

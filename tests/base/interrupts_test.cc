@@ -88,13 +88,38 @@ TEST(InterruptsTest, ThreadCancelScopesNestAndRestore) {
   EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
 }
 
-TEST(InterruptsTest, ProcessAndThreadCancelsTogetherRaiseOnceAndClearBoth) {
-  std::atomic<std::uint32_t> stop{1};
-  ScopedThreadCancel scope(&stop);
+TEST(InterruptsTest, AThreadWithItsOwnCancelLeavesTheProcessCancelToTheOthers) {
+  std::atomic<std::uint32_t> stop{0};
   RequestCancel();
-  EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
+  {
+    ScopedThreadCancel scope(&stop);
+    EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS()) << "the process's cancel is not this thread's";
+    EXPECT_TRUE(InterruptPending.load()) << "and it is left pending";
+    stop.store(1);
+    EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error);
+    EXPECT_TRUE(InterruptPending.load());
+  }
+  EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error) << "a thread without its own takes the process's";
   EXPECT_FALSE(InterruptPending.load());
-  EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS());
+}
+
+TEST(InterruptsTest, HeldInterruptsRaiseNothingAndStayPending) {
+  std::atomic<std::uint32_t> stop{1};
+  {
+    HoldInterrupts hold;
+    RequestCancel();
+    EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS());
+    EXPECT_NO_THROW(ProcessInterrupts());
+    {
+      ScopedThreadCancel scope(&stop);
+      HoldInterrupts nested;
+      EXPECT_NO_THROW(CHECK_FOR_INTERRUPTS());
+    }
+    EXPECT_TRUE(InterruptPending.load()) << "held, not consumed";
+  }
+  EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error) << "raised at the first check after the hold";
+  ScopedThreadCancel scope(&stop);
+  EXPECT_THROW(CHECK_FOR_INTERRUPTS(), Error) << "the thread's own, held before, is still undelivered";
 }
 
 }  // namespace

@@ -70,8 +70,26 @@ void SpinEntry(dsm_segment*, shm_toc* toc) {
   }
 }
 
+/// Sends NOTICEs as fast as it can (its error queue fills up when the
+/// leader does not read), checking for interrupts only; bounded.
+void ChatterEntry(dsm_segment*, shm_toc* toc) {
+  SpinState* s = StateOf(toc);
+  const int n = ParallelWorkerNumber();
+  s->ready[n].store(1);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (int i = 0;; ++i) {
+    ereport(NOTICE, errmsg("worker %d says %d", n, i));
+    CHECK_FOR_INTERRUPTS();
+    if (std::chrono::steady_clock::now() > deadline) {
+      GaveUpCount().fetch_add(1);
+      ereport(ERROR, errmsg("parallel worker %d was never stopped", n));
+    }
+  }
+}
+
 const bool registered = [] {
   GaveUpCount();
+  RegisterParallelEntry("cancel.chatter", &ChatterEntry);
   RegisterParallelEntry("cancel.both", &SpinEntry<true, true>);
   RegisterParallelEntry("cancel.flag", &SpinEntry<false, true>);
   RegisterParallelEntry("cancel.interrupts", &SpinEntry<true, false>);
@@ -115,9 +133,11 @@ class ParallelCancelTest : public ParallelModeTest {
     canceller.join();
     ASSERT_TRUE(cancelled.load()) << "the leader's wait never forwarded the workers' notices";
     ASSERT_TRUE(e.has_value()) << "the cancel did not end the wait";
-    // In thread mode the cancel is the whole process's: a worker may take it
-    // first, and its ERROR (57014 as well) ends the wait.
+    // The leader's own cancel, never taken by a worker (in thread mode the
+    // process's cancel reaches every thread, but a worker thread takes only
+    // its context's stop).
     EXPECT_EQ(e->sqlstate(), ERRCODE_QUERY_CANCELED) << e->Format();
+    EXPECT_TRUE(e->data().context.empty()) << "a worker took the leader's cancel: " << e->Format();
     const std::vector<pid_t> pids{s->pid[0].load(), s->pid[1].load()};
     const std::uint32_t gave_up = GaveUpCount().load();
     DestroyParallelContext(pcxt);  // the workers still spin: it stops them
@@ -187,6 +207,25 @@ TEST_P(ParallelCancelTest, CancelledLeaderCanRunTheNextContext) {
   ParallelContext* pcxt = Start("cancel.flag", 2, &s);
   ASSERT_TRUE(WaitUntil([&] { return s->ready[0].load() && s->ready[1].load(); }));
   DestroyParallelContext(pcxt);
+  EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
+}
+
+TEST_P(ParallelCancelTest, WorkersBlockedOnAFullErrorQueueAreStoppedByDestroy) {
+  // Nobody reads the workers' notices: their queues fill and their sends
+  // block. Destroying the context detaches the queues first, so the sends
+  // fail instead, and the stop (held while a report is sent, never
+  // swallowed) ends the entries. Before, a thread worker could block for
+  // good, and the destroy with it.
+  for (int round = 0; round < 3; ++round) {
+    SpinState* s = nullptr;
+    ParallelContext* pcxt = Start("cancel.chatter", 2, &s);
+    ASSERT_EQ(pcxt->nworkers_launched, 2);
+    ASSERT_TRUE(WaitUntil([&] { return s->ready[0].load() && s->ready[1].load(); }));
+    std::this_thread::sleep_for(20ms);  // long enough to fill 16 KiB of notices
+    const std::uint32_t gave_up = GaveUpCount().load();
+    DestroyParallelContext(pcxt);
+    EXPECT_EQ(GaveUpCount().load(), gave_up) << "round " << round << ": a worker ran out its 30 s";
+  }
   EXPECT_EQ(ChildCount(self_), static_cast<std::size_t>(ParallelWorkerPoolSize()));
 }
 

@@ -153,6 +153,18 @@ TEST_P(ParallelRecycleTest, AtMostFourSmallSegmentsAreKept) {
   EXPECT_EQ(SegmentNamesOf(self_), names_at_start_);
 }
 
+TEST_P(ParallelRecycleTest, APinnedSegmentIsNotPassedOn) {
+  if (!ProcessModes()) GTEST_SKIP() << "a private segment cannot be pinned";
+  RecycleState* s = nullptr;
+  ParallelContext* pcxt = Create("recycle.run", &s);
+  const dsm_handle pinned = dsm_segment_handle(pcxt->seg);
+  dsm_pin_segment(pcxt->seg);  // a pin is the caller's business: never reused behind it
+  DestroyParallelContext(pcxt);  // which removes the segment, pinned or not (as always)
+  EXPECT_EQ(SegmentNamesOf(self_), names_at_start_);
+  EXPECT_NE(RunOne(), pinned);
+  EXPECT_EQ(NamesWithoutRecycled(), names_at_start_);
+}
+
 TEST_P(ParallelRecycleTest, ContextThatLostAWorkerPassesNothingOn) {
   if (!ProcessModes()) GTEST_SKIP() << "a thread cannot be killed";
   RecycleState* s = nullptr;

@@ -5,6 +5,8 @@
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <new>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -14,6 +16,7 @@
 #include "grove/contexts/memutils.h"
 #include "grove/contexts/palloc.h"
 #include "grove/resowner/resowner.h"
+#include "grove/workers/latch.h"
 #include "parallel_internal.h"
 
 namespace grove {
@@ -178,12 +181,30 @@ struct SegmentCache {
   std::vector<dsm_segment*> segments;
 };
 
+SegmentCache* segment_cache = nullptr;
+
+// In a forked child: the segments are the parent's, and a lock another
+// parent thread held at fork would never be released.
+void ResetSegmentCacheAfterFork() {
+  if (segment_cache == nullptr) return;
+  new (&segment_cache->mutex) std::mutex;
+  segment_cache->segments.clear();
+  segment_cache->owner = getpid();
+}
+
 SegmentCache& TheSegmentCache() {
-  static SegmentCache* cache = new SegmentCache;  // never destroyed: the names go with the registry at exit
+  static SegmentCache* cache = [] {
+    auto* c = new SegmentCache;  // never destroyed: the names go with the registry at exit
+    c->owner = getpid();
+    segment_cache = c;
+    pthread_atfork(nullptr, nullptr, &ResetSegmentCacheAfterFork);
+    return c;
+  }();
   return *cache;
 }
 
-// Cache lock held: forgets a parent's segments in a forked child.
+// Cache lock held: forgets a parent's segments in a child made by a bare
+// clone or vfork-like call that ran no fork handler.
 void ForgetSegmentsIfForked(SegmentCache& c) {
   if (c.owner == getpid()) return;
   c.segments.clear();
@@ -214,7 +235,10 @@ dsm_segment* TakeRecycledSegment(std::size_t size) {
 // otherwise detaches and removes it.
 void RecycleOrRemoveSegment(dsm_segment* seg) {
   dsm_run_detach_callbacks(seg);  // the ended context's (queues, areas in place)
-  if (dsm_segment_map_length(seg) <= kRecycledSegmentMaxBytes) {
+  // Only a segment that is the context's alone: one the caller pinned, or
+  // gave to a resource owner, has a life of its own.
+  if (dsm_segment_map_length(seg) <= kRecycledSegmentMaxBytes && !dsm_segment_is_pinned(seg) &&
+      dsm_mapping_is_pinned(seg)) {
     SegmentCache& c = TheSegmentCache();
     std::lock_guard<std::mutex> lock(c.mutex);
     ForgetSegmentsIfForked(c);
@@ -227,10 +251,19 @@ void RecycleOrRemoveSegment(dsm_segment* seg) {
 }
 
 // Whether every launched worker said it is done with the segment (none was
-// killed while attached, none may still write to it).
-bool AllWorkersExitedCleanly(const ParallelContext* pcxt) {
-  for (int i = 0; i < pcxt->nworkers_launched; ++i)
-    if (pcxt->shared->workers[i].state.load(std::memory_order_acquire) != kWorkerExited) return false;
+// killed while attached, none may still write to it). Called once the
+// workers are stopped and waited for: a worker that marked itself exited
+// is done a few instructions later, unless it was killed in between.
+bool AllWorkersDone(const ParallelContext* pcxt) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+  for (int i = 0; i < pcxt->nworkers_launched; ++i) {
+    const std::atomic<std::uint32_t>& state = pcxt->shared->workers[i].state;
+    while (state.load(std::memory_order_acquire) != kWorkerDone) {
+      if (state.load(std::memory_order_acquire) != kWorkerExited || std::chrono::steady_clock::now() > deadline)
+        return false;
+      CpuRelaxForLatch();
+    }
+  }
   return true;
 }
 
@@ -339,11 +372,18 @@ void LaunchParallelWorkers(ParallelContext* pcxt) {
   int launched = 0;
   for (int i = 0; i < want; ++i) {
     if (!ReserveWorkerSlot()) break;  // fewer workers, as PostgreSQL: never an error
-    if (!LaunchOne(pcxt, i)) {
+    bool started = false;
+    try {
+      started = LaunchOne(pcxt, i);
+    } catch (const std::exception&) {
+      // Out of memory before anything started (LaunchOne allocates before
+      // it forks): fewer workers, as for any failed launch.
+    }
+    if (!started) {
       ReleaseWorkerSlot();
       break;
     }
-    ++launched;
+    pcxt->nworkers_launched = ++launched;  // recorded at once: a running worker is always waited for
   }
   pcxt->nworkers_launched = launched;
   pcxt->launch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -371,13 +411,16 @@ void DestroyParallelContext(ParallelContext* pcxt) {
     }
     pcxt->owner = nullptr;
   }
+  // The error queues go first, as PostgreSQL's: a worker blocked sending
+  // (a full queue nobody reads any more) gets "detached" instead of waiting
+  // for a leader that now only waits for it.
+  DetachErrorQueues(pcxt);
   StopWorkers(pcxt);
   ReleaseRuntime(pcxt);
-  DetachErrorQueues(pcxt);
   // Every worker is gone now; one killed while attached never dropped its
   // reference, so the count cannot be trusted to reach zero.
   if (pcxt->seg != nullptr) {
-    if (pcxt->mode != ParallelLaunchMode::kThread && pcxt->shared != nullptr && AllWorkersExitedCleanly(pcxt))
+    if (pcxt->mode != ParallelLaunchMode::kThread && pcxt->shared != nullptr && AllWorkersDone(pcxt))
       RecycleOrRemoveSegment(pcxt->seg);
     else
       dsm_detach_and_remove(pcxt->seg);

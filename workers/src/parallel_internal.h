@@ -30,7 +30,8 @@ inline constexpr std::size_t kEntryNameMax = 64;
 // A worker's progress, as the worker publishes it.
 inline constexpr std::uint32_t kWorkerNotStarted = 0;
 inline constexpr std::uint32_t kWorkerAttached = 1;   // attached the segment and its error queue
-inline constexpr std::uint32_t kWorkerExited = 2;     // done with the segment: the leader may free it
+inline constexpr std::uint32_t kWorkerExited = 2;     // finished: the leader's waits are over
+inline constexpr std::uint32_t kWorkerDone = 3;       // process modes: the worker's last touch of the segment is over
 
 }  // namespace parallel_internal
 

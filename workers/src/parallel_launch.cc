@@ -3,6 +3,7 @@
 // them. The process-wide worker limit.
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -57,6 +58,7 @@ bool BecomeWorkerProcess(pid_t leader) {
   CurrentResourceOwner = nullptr;
   InterruptPending.store(false);
   QueryCancelPending.store(false);
+  ThisThreadCancel = ThreadCancel{};  // forked from a thread worker: its stop is not ours
   return true;
 }
 
@@ -140,6 +142,7 @@ constexpr std::size_t kPoolKeptMappingMax = std::size_t{1} << 20;
 
 // Starts one pool process (pool lock held). -1 on failure.
 int StartPoolProcess(Pool& pool) {
+  pool.processes.reserve(pool.processes.size() + 1);  // the push_back below, after fork, cannot throw
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return -1;
   std::fflush(nullptr);
@@ -244,6 +247,11 @@ bool LaunchOne(ParallelContext* pcxt, int i) {
   w.pool_slot = -1;
   switch (pcxt->mode) {
     case ParallelLaunchMode::kProcess: {
+      // Everything that can throw comes before the fork: once a worker
+      // runs, the launch must be recorded (an untracked worker would write
+      // to a segment the leader reuses).
+      if (pcxt->runtime == nullptr)
+        pcxt->runtime = new ParallelRuntime{std::vector<int>(static_cast<std::size_t>(pcxt->nworkers), -1)};
       std::fflush(nullptr);
       const pid_t leader = getpid();
       const pid_t pid = fork();
@@ -255,8 +263,6 @@ bool LaunchOne(ParallelContext* pcxt, int i) {
       w.pid = pid;
       // Close-on-exec by itself. Without one (ENOSYS before Linux 5.3), the
       // leader learns of the exit by polling, as for a death.
-      if (pcxt->runtime == nullptr)
-        pcxt->runtime = new ParallelRuntime{std::vector<int>(static_cast<std::size_t>(pcxt->nworkers), -1)};
       int& pidfd = pcxt->runtime->pidfds[static_cast<std::size_t>(i)];
       if (pidfd >= 0) close(pidfd);  // a previous round's, not reaped through WorkerRunning
       pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
@@ -338,7 +344,7 @@ bool WorkerRunning(ParallelContext* pcxt, int i, int* status) {
         return false;
       }
       PoolProcess& p = pool.processes[w.pool_slot];
-      if (state == kWorkerExited) {
+      if (state >= kWorkerExited) {
         p.busy = false;  // back to the pool, warm
         w.pool_slot = -1;
         return false;
@@ -354,7 +360,7 @@ bool WorkerRunning(ParallelContext* pcxt, int i, int* status) {
       return false;
     }
     case ParallelLaunchMode::kThread:
-      return state != kWorkerExited && !(w.thread_done && w.thread_done->load(std::memory_order_acquire));
+      return state < kWorkerExited && !(w.thread_done && w.thread_done->load(std::memory_order_acquire));
   }
   return false;
 }
@@ -366,16 +372,16 @@ void StopAndWait(ParallelContext* pcxt, int i) {
   // CHECK_FOR_INTERRUPTS); a pool process only if it is still on this job.
   if (pcxt->mode == ParallelLaunchMode::kProcess && w.pid > 0) kill(w.pid, SIGTERM);
   if (pcxt->mode == ParallelLaunchMode::kPool && w.pool_slot >= 0 &&
-      pcxt->shared->workers[i].state.load() != kWorkerExited)
+      pcxt->shared->workers[i].state.load() < kWorkerExited)
     kill(w.pid, SIGTERM);
-  int waited_ms = 0;
+  const auto grace_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStopGraceMs);
   LeaderWakeup* wakeup = LeaderWakeupOf(pcxt->shared, pcxt->mode);
   while (WorkerRunning(pcxt, i, &status)) {
     const std::uint32_t seen = wakeup->word.load(std::memory_order_acquire);
     if (!WorkerRunning(pcxt, i, &status)) break;
     WaitForLeaderWakeup(wakeup, seen, 10);
-    waited_ms += 10;
-    if (waited_ms >= kStopGraceMs && pcxt->mode != ParallelLaunchMode::kThread) {
+    // Measured, not counted: a wait often returns early (wake-ups, spins).
+    if (pcxt->mode != ParallelLaunchMode::kThread && std::chrono::steady_clock::now() >= grace_end) {
       // Deaf to the stop: killed. (A thread cannot be; the context waits.)
       if (pcxt->mode == ParallelLaunchMode::kProcess) {
         kill(w.pid, SIGKILL);
@@ -398,7 +404,7 @@ bool WaitForWorkerProcessExit(ParallelContext* pcxt, int timeout_ms) {
     if (w.done) continue;
     const int pidfd = pcxt->runtime->pidfds[static_cast<std::size_t>(i)];
     if (w.pid <= 0 || pidfd < 0 ||
-        pcxt->shared->workers[i].state.load(std::memory_order_acquire) != kWorkerExited)
+        pcxt->shared->workers[i].state.load(std::memory_order_acquire) < kWorkerExited)
       return false;
     fds.push_back({pidfd, POLLIN, 0});
   }

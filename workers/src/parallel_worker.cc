@@ -7,6 +7,7 @@
 #include <ctime>
 #include <linux/futex.h>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -154,7 +155,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   CurrentMemoryContext = worker_context;
   CurrentResourceOwner = owner;
   worker_number = number;
-  const ThreadCancel saved_cancel = ThisThreadCancel;
+  std::optional<ScopedThreadCancel> cancel_scope;  // the context's stop, once attached
 
   dsm_segment* seg = leader_seg;
   bool own_segment = false;
@@ -163,7 +164,12 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   bool in_transaction = false;
   int code = 0;
   auto send = [&](const std::string& message) {
-    // A leader that is gone makes this fail; there is nobody left to tell.
+    // Not cut short by this worker's stop (as PostgreSQL holds interrupts
+    // while it sends an error report): the stop stays pending for the
+    // entry's next check. It cannot block for good either: a leader that
+    // stops its workers has detached its end first, and a leader that is
+    // gone makes the send fail; there is nobody left to tell.
+    HoldInterrupts hold;
     if (queue != nullptr) shm_mq_send(queue, message.size(), message.data(), false);
     if (shared != nullptr) WakeLeader(shared, mode);
   };
@@ -185,7 +191,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     // cancel, not the process's: a thread worker must not cancel its leader
     // or the workers of other contexts (a process worker also gets SIGTERM,
     // which interrupts its blocking waits).
-    ThisThreadCancel = ThreadCancel{&shared->stop, false};
+    cancel_scope.emplace(&shared->stop);
     // A warm worker was forked before the leader last changed its level.
     if (mode == ParallelLaunchMode::kPool) SetMinMessageLevel(shared->min_message_level);
     shared->workers[number].pid.store(static_cast<std::int32_t>(getpid()), std::memory_order_relaxed);
@@ -226,6 +232,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
       in_transaction = false;
     }
   } catch (const Error& e) {
+    HoldInterrupts hold;  // the clean-up is not cut short by the stop
     if (in_transaction) transaction_hooks.abort();
     code = 1;
     if (queue != nullptr) {
@@ -237,6 +244,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
       std::fprintf(stderr, "parallel worker %d: %s\n", number, e.Format().c_str());
     }
   } catch (const std::exception& e) {
+    HoldInterrupts hold;
     if (in_transaction) transaction_hooks.abort();
     code = 1;
     ErrorData data;
@@ -247,6 +255,8 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
     } catch (...) {
     }
   }
+  // From here on nothing is cut short: the clean-up must reach the exit mark.
+  HoldInterrupts cleanup_hold;
   // The final word: the leader counts a worker that detaches without it as lost.
   try {
     if (queue != nullptr) send(std::string(1, kMessageTerminate));
@@ -261,7 +271,7 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   MemoryContextDelete(worker_context);
   worker_number = -1;
   worker_shared = nullptr;
-  ThisThreadCancel = saved_cancel;  // before the segment may go (below)
+  cancel_scope.reset();  // before the segment may go (below)
   // A process's detach callbacks (tuple queues, areas attached in place)
   // touch the segment: they run before the exited mark, after which the
   // leader may reuse the segment for another context (a process keeps no
@@ -269,22 +279,22 @@ int ParallelWorkerMain(dsm_handle handle, dsm_segment* leader_seg, int number, P
   // leader's detach.
   if (mode != ParallelLaunchMode::kThread && seg != nullptr) dsm_run_detach_callbacks(seg);
   if (shared != nullptr) {
-    // After this store the leader may free the segment (thread mode: unmap
-    // it). A process worker keeps its own mapping until dsm_detach below, so
-    // it bumps the segment's word before the store and wakes the leader
-    // after it; a thread worker wakes its leader through a word of the
-    // process (LeaderWakeupOf), which the store does not free. (A process
-    // worker's exit itself wakes nobody: the leader waits for it on a pidfd,
-    // WaitForWorkerProcessExit.)
+    WorkerSlot& slot = shared->workers[number];
     if (mode == ParallelLaunchMode::kThread) {
-      shared->workers[number].state.store(kWorkerExited, std::memory_order_release);
+      // After this store the leader may free the (private) segment: the
+      // wake-up goes through a word of the process (LeaderWakeupOf).
+      slot.state.store(kWorkerExited, std::memory_order_seq_cst);
       WakeLeader(nullptr, mode);
     } else {
-      LeaderWakeup* wakeup = &shared->leader_wakeup;
-      wakeup->word.fetch_add(1, std::memory_order_seq_cst);
-      shared->workers[number].state.store(kWorkerExited, std::memory_order_seq_cst);
-      if (wakeup->sleepers.load(std::memory_order_seq_cst) != 0)
-        syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&wakeup->word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+      // The mark first, then the bump: a leader whose wait saw the bump
+      // sees the mark (no wake-up is lost between its poll and its sleep).
+      // The segment is still touched until kWorkerDone, the last store; the
+      // leader hands a segment to another context only once every worker
+      // is done (a process worker's exit itself wakes nobody: the leader
+      // waits for it on a pidfd, WaitForWorkerProcessExit).
+      slot.state.store(kWorkerExited, std::memory_order_seq_cst);
+      WakeLeader(&shared->leader_wakeup);
+      slot.state.store(kWorkerDone, std::memory_order_release);
     }
   }
   if (own_segment) dsm_detach(seg);

@@ -22,25 +22,44 @@ extern std::atomic<bool> QueryCancelPending;
 void RequestCancel() noexcept;
 
 /// A thread's own cancel: while set, this thread's CHECK_FOR_INTERRUPTS()
-/// also raises the cancel ERROR once the word it points to becomes nonzero
-/// (once per time the word is installed: the word stays set, the ERROR is
-/// not repeated). A parallel worker thread installs its context's stop flag
-/// here, because a process-wide cancel would also reach its leader and the
-/// other contexts' workers. The word must outlive the installation.
+/// raises the cancel ERROR once the word it points to becomes nonzero (once
+/// per time the word is installed: the word stays set, the ERROR is not
+/// repeated), and leaves process-wide cancels to the process's other
+/// threads. A parallel worker installs its context's stop flag here: a
+/// process-wide cancel would reach its leader and the other contexts'
+/// workers, and a Ctrl-C meant for the leader must not be taken by a worker
+/// thread. The word must outlive the installation.
 struct ThreadCancel {
   const std::atomic<std::uint32_t>* word = nullptr;
   bool delivered = false;
+  int holdoff = 0;  // HoldInterrupts depth: nothing is raised while > 0
 };
 extern thread_local ThreadCancel ThisThreadCancel;
+
+/// PostgreSQL's HOLD_INTERRUPTS/RESUME_INTERRUPTS, per thread: while held,
+/// CHECK_FOR_INTERRUPTS raises nothing and consumes nothing (a cancel stays
+/// pending for the first check after the hold). For code that must not be
+/// cut short: sending an error report, cleaning up after one.
+class HoldInterrupts {
+ public:
+  HoldInterrupts() noexcept { ++ThisThreadCancel.holdoff; }
+  ~HoldInterrupts() { --ThisThreadCancel.holdoff; }
+  HoldInterrupts(const HoldInterrupts&) = delete;
+  HoldInterrupts& operator=(const HoldInterrupts&) = delete;
+};
 
 /// Installs `word` as this thread's cancel until destroyed (then restores
 /// the previous one).
 class ScopedThreadCancel {
  public:
   explicit ScopedThreadCancel(const std::atomic<std::uint32_t>* word) noexcept : saved_(ThisThreadCancel) {
-    ThisThreadCancel = ThreadCancel{word, false};
+    ThisThreadCancel.word = word;
+    ThisThreadCancel.delivered = false;
   }
-  ~ScopedThreadCancel() { ThisThreadCancel = saved_; }
+  ~ScopedThreadCancel() {
+    ThisThreadCancel.word = saved_.word;
+    ThisThreadCancel.delivered = saved_.delivered;
+  }
   ScopedThreadCancel(const ScopedThreadCancel&) = delete;
   ScopedThreadCancel& operator=(const ScopedThreadCancel&) = delete;
 
@@ -56,8 +75,9 @@ inline bool InterruptsPendingHere() noexcept {
 }
 
 /// Raises ERROR "canceling statement due to user request" (SQLSTATE 57014)
-/// if a cancel is pending (process-wide, clearing it; or this thread's own,
-/// marking it delivered).
+/// if a cancel is pending and interrupts are not held: this thread's own
+/// (marking it delivered) when it has one installed, else the process's
+/// (clearing it).
 void ProcessInterrupts();
 
 /// Installs a SIGINT handler that calls RequestCancel (for command-line

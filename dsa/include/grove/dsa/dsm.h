@@ -85,6 +85,12 @@ void dsm_pin_segment(dsm_segment* seg);
 /// Undoes dsm_pin_segment; destroys the segment if nobody has it attached.
 void dsm_unpin_segment(dsm_handle handle);
 
+/// Whether dsm_pin_segment holds the segment.
+bool dsm_segment_is_pinned(dsm_segment* seg);
+/// Whether the attachment belongs to the process (dsm_pin_mapping, or
+/// created with no CurrentResourceOwner) rather than to a resource owner.
+bool dsm_mapping_is_pinned(dsm_segment* seg);
+
 void* dsm_segment_address(dsm_segment* seg);
 std::size_t dsm_segment_map_length(dsm_segment* seg);
 dsm_handle dsm_segment_handle(dsm_segment* seg);
