@@ -104,7 +104,7 @@ void InstallForkHandler() { pthread_atfork(nullptr, nullptr, &ResetAfterFork); }
 // resource kind's release, clean up after dead processes. All of it under
 // the state's lock, so two threads' first calls cannot interleave. Returns
 // how many segments that cleanup removed (0 when already initialized).
-std::size_t EnsureInitialized() {
+std::size_t EnsureInitialized(bool clean_up = true) {
   pthread_once(&atfork_once, &InstallForkHandler);
   ProcessState& s = State();
   std::lock_guard<std::mutex> lock(s.mutex);
@@ -112,7 +112,7 @@ std::size_t EnsureInitialized() {
   SetResourceKindRelease(&kDsmSegmentResourceKind, &ReleaseFromOwner, &PrintSegment);
   std::random_device rd;
   s.next_low = rd();
-  const std::size_t removed = CleanupOrphans();
+  const std::size_t removed = clean_up ? CleanupOrphans() : 0;
   s.pid = getpid();
   return removed;
 }
@@ -495,6 +495,8 @@ void cancel_on_dsm_detach(dsm_segment* seg, on_dsm_detach_callback function, Dat
     }
   }
 }
+
+void dsm_initialize_without_cleanup() { EnsureInitialized(false); }
 
 std::size_t dsm_cleanup_orphans() {
   const std::size_t at_start = EnsureInitialized();  // the first call cleans up as it starts

@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <sys/syscall.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -89,28 +90,61 @@ struct Tally {
 };
 
 /// The checkpoint pipes: children write one byte to `arrive` and read one
-/// from `go`. Raw descriptors, because the parent polls them.
+/// from their own `go` pipe. Raw descriptors, because the parent polls
+/// them. One go pipe per child: with a shared one, a fast child could read
+/// a second byte of the same round (meant for a slower one), run past the
+/// next checkpoint unchecked, and end while the parent still waits.
 struct Checkpoints {
   int arrive[2] = {-1, -1};
-  int go[2] = {-1, -1};
-  Checkpoints() {
-    if (pipe(arrive) != 0 || pipe(go) != 0) ADD_FAILURE() << "pipe: " << std::strerror(errno);
+  std::vector<std::array<int, 2>> go;
+  explicit Checkpoints(int children) : go(static_cast<std::size_t>(children), std::array<int, 2>{-1, -1}) {
+    if (pipe(arrive) != 0) ADD_FAILURE() << "pipe: " << std::strerror(errno);
+    for (std::array<int, 2>& g : go)
+      if (pipe(g.data()) != 0) ADD_FAILURE() << "pipe: " << std::strerror(errno);
   }
   ~Checkpoints() {
-    for (int fd : {arrive[0], arrive[1], go[0], go[1]})
-      if (fd >= 0) close(fd);
+    Close(arrive[0]);
+    Close(arrive[1]);
+    for (std::array<int, 2>& g : go) {
+      Close(g[0]);
+      Close(g[1]);
+    }
   }
   static void Close(int& fd) {
     if (fd >= 0) close(fd);
     fd = -1;
   }
-  /// In a child: arrive, wait for the go-ahead. False if the parent gave up.
-  bool Arrive() {
+  /// In child `c` (0-based), right after fork: keeps its own go read end.
+  void KeepChildEnds(int c) {
+    Close(arrive[0]);
+    for (std::size_t k = 0; k < go.size(); ++k) {
+      Close(go[k][1]);
+      if (static_cast<int>(k) != c) Close(go[k][0]);
+    }
+  }
+  /// In the parent, once every child is forked.
+  void KeepParentEnds() {
+    Close(arrive[1]);
+    for (std::array<int, 2>& g : go) Close(g[0]);
+  }
+  /// In the parent: lets every child past the checkpoint. False on error.
+  bool GoAll() {
+    const char g = 'g';
+    for (std::array<int, 2>& p : go)
+      if (write(p[1], &g, 1) != 1) return false;
+    return true;
+  }
+  /// In the parent, after a failure: children waiting see EOF and stop.
+  void CloseGo() {
+    for (std::array<int, 2>& p : go) Close(p[1]);
+  }
+  /// In child `c`: arrive, wait for the go-ahead. False if the parent gave up.
+  bool Arrive(int c) {
     const char a = 'a';
     if (write(arrive[1], &a, 1) != 1) return false;
     char g;
     ssize_t n;
-    while ((n = read(go[0], &g, 1)) < 0 && errno == EINTR) {
+    while ((n = read(go[static_cast<std::size_t>(c)][0], &g, 1)) < 0 && errno == EINTR) {
     }
     return n == 1;
   }
@@ -161,15 +195,14 @@ class DsaStressTest : public DsaAreaTest {
 
     Pipe start;   // parent -> children: closing it starts everyone
     Pipe report;  // children -> parent: their tallies
-    Checkpoints cp;
+    Checkpoints cp(processes);
     std::vector<pid_t> children;
     std::vector<int> pidfds;
     for (int c = 1; c <= processes; ++c) {
       children.push_back(RunChild([&, c]() -> int {
         start.CloseWrite();
         report.CloseRead();
-        Checkpoints::Close(cp.arrive[0]);
-        Checkpoints::Close(cp.go[1]);
+        cp.KeepChildEnds(c - 1);
         dsa_area* a = dsa_attach(h);
         auto* box = static_cast<std::atomic<dsa_pointer>*>(dsa_get_address(a, mailbox_dp));
         char go;
@@ -220,7 +253,7 @@ class DsaStressTest : public DsaAreaTest {
             CHILD_REQUIRE(Intact(hdr, max_owner) && hdr->owner == me);
           }
           if (op % check_every == check_every - 1 && op / check_every < kCheckpoints) {
-            if (!cp.Arrive()) {  // the parent gave up: stop quietly, it reports why
+            if (!cp.Arrive(c - 1)) {  // the parent gave up: stop quietly, it reports why
               dsa_detach(a);
               return 0;
             }
@@ -236,8 +269,7 @@ class DsaStressTest : public DsaAreaTest {
     }
     start.CloseWrite();
     report.CloseWrite();
-    Checkpoints::Close(cp.arrive[1]);
-    Checkpoints::Close(cp.go[0]);
+    cp.KeepParentEnds();
 
     for (int k = 0; k < kCheckpoints; ++k) {
       if (!WaitForArrivals(cp, pidfds, processes)) break;
@@ -245,10 +277,9 @@ class DsaStressTest : public DsaAreaTest {
       std::string why;
       EXPECT_TRUE(dsa_testing::Check(area_, &why)) << "checkpoint " << k << ": " << why;
       if (HasFailure()) break;
-      const std::string go(static_cast<std::size_t>(processes), 'g');
-      ASSERT_EQ(write(cp.go[1], go.data(), go.size()), static_cast<ssize_t>(go.size()));
+      ASSERT_TRUE(cp.GoAll()) << "write: " << std::strerror(errno);
     }
-    Checkpoints::Close(cp.go[1]);  // after a failure: the children waiting see EOF and stop
+    cp.CloseGo();  // after a failure: the children waiting see EOF and stop
     Tally total;
     for (int c = 0; c < processes; ++c) {
       Tally t;

@@ -192,6 +192,35 @@ TEST_F(DsmOrphanTest, FirstDsmCallOfAProcessCleansUp) {
   Reap(victim);
 }
 
+// A worker-like child initializes without the first-call cleanup: a dead
+// process's segments are left to others (its leader cleaned up at start),
+// and an explicit dsm_cleanup_orphans() still removes them.
+TEST_F(DsmOrphanTest, InitializeWithoutCleanupLeavesOrphansForAnExplicitCleanup) {
+  InitializeDsm();
+  Pipe report, hold;
+  const pid_t victim = RunChild([&] { return MakeOrphansAndDie(2, report, hold, /*die=*/true); });
+  report.CloseWrite();
+  hold.CloseRead();
+  Made made;
+  ASSERT_TRUE(report.Receive(&made));
+  WaitZombie(victim);
+  ASSERT_EQ(SegmentNamesOf(victim).size(), 2u);
+
+  const pid_t worker = RunChild([victim] {
+    dsm_initialize_without_cleanup();
+    dsm_segment* seg = dsm_create(64);  // initialized already: no cleanup now either
+    const bool left = SegmentNamesOf(victim).size() == 2u;
+    dsm_detach(seg);
+    CHILD_REQUIRE(left);
+    CHILD_REQUIRE(dsm_cleanup_orphans() >= 2u);
+    CHILD_REQUIRE(GroveNamesOf(victim).empty());
+    return 0;
+  });
+  ExpectChildSucceeded(worker);
+  dsm_cleanup_orphans();  // the _exit()ed worker's registry
+  Reap(victim);
+}
+
 // dsm_cleanup_orphans() as a process's very first DSM call returns how many
 // segments it removed, like any other call: the automatic cleanup of the
 // first call must not swallow the count. (A new process, the child

@@ -8,6 +8,7 @@
 #include <new>
 #include <pthread.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -250,18 +251,28 @@ void RecycleOrRemoveSegment(dsm_segment* seg) {
   dsm_detach_and_remove(seg);
 }
 
-// Whether every launched worker said it is done with the segment (none was
-// killed while attached, none may still write to it). Called once the
-// workers are stopped and waited for: a worker that marked itself exited
-// is done a few instructions later, unless it was killed in between.
+// Whether every launched worker is done with the segment: none was killed
+// while attached, none may still write to it. Called once the workers are
+// stopped and waited for. A process worker is reaped by then: gone, if it
+// marked itself exited. A pool process marks itself done a few
+// instructions after exited, unless it is descheduled in between (waited
+// for, up to a second) or killed (then the segment is not reused).
 bool AllWorkersDone(const ParallelContext* pcxt) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (int i = 0; i < pcxt->nworkers_launched; ++i) {
     const std::atomic<std::uint32_t>& state = pcxt->shared->workers[i].state;
-    while (state.load(std::memory_order_acquire) != kWorkerDone) {
+    if (pcxt->mode == ParallelLaunchMode::kProcess) {
+      if (state.load(std::memory_order_acquire) < kWorkerExited) return false;
+      continue;
+    }
+    for (int spins = 0; state.load(std::memory_order_acquire) != kWorkerDone; ++spins) {
       if (state.load(std::memory_order_acquire) != kWorkerExited || std::chrono::steady_clock::now() > deadline)
         return false;
-      CpuRelaxForLatch();
+      if (spins < 1000) {
+        CpuRelaxForLatch();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
     }
   }
   return true;

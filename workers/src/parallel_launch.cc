@@ -59,6 +59,7 @@ bool BecomeWorkerProcess(pid_t leader) {
   InterruptPending.store(false);
   QueryCancelPending.store(false);
   ThisThreadCancel = ThreadCancel{};  // forked from a thread worker: its stop is not ours
+  dsm_initialize_without_cleanup();   // the leader cleaned up after dead processes
   return true;
 }
 

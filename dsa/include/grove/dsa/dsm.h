@@ -112,6 +112,11 @@ void dsm_run_detach_callbacks(dsm_segment* seg);
 /// automatically on this process's first DSM call; returns how many
 /// segments it removed.
 std::size_t dsm_cleanup_orphans();
+/// Sets up this process's DSM state (if it is not yet) without that first
+/// cleanup: for a worker a leader just forked, whose leader cleaned up at
+/// its own start (a directory scan and a /proc read per dead owner's name
+/// would cost every short-lived worker more than its job).
+void dsm_initialize_without_cleanup();
 
 /// What the process's atexit handler does — removes the segments this
 /// process created and its registry — for a process that ends with _exit()
